@@ -1,0 +1,19 @@
+# The two commands of the README, plus their building blocks.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+DATA_ROOT ?= data/synthetic
+PYTEST_ARGS ?=
+
+.PHONY: install test demo clean-demo
+
+install:
+	bash scripts/install.sh
+
+test: install
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PYTHON) tools/run_pipeline.py --data-root $(DATA_ROOT) --work-dir work_dirs/demo --preset tiny
+
+clean-demo:
+	rm -rf work_dirs/demo

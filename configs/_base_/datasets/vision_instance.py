@@ -1,0 +1,94 @@
+# VISION instance segmentation data, as the authors trained and tested.
+# The dataset (data_root, ann_file, classes) is chosen by tools/train.py and
+# tools/test.py (--data-root, --dataset, --split), which set every derived field.
+dataset_type = 'CocoDataset'
+data_root = 'data/synthetic/'
+backend_args = None
+
+# Long edge resized to one of 1024..4096 (step 512, aspect kept), then a random
+# 2048x2048 crop that keeps at least one object (whole image when smaller).
+train_scales = [(s, s) for s in range(1024, 4097, 512)]
+crop_size = (2048, 2048)
+# Test-time augmentation: the same seven scales, no flip.
+tta_scales = train_scales
+test_scale = (2048, 2048)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomChoiceResize', scales=train_scales, keep_ratio=True),
+    dict(type='RandomCrop', crop_type='absolute', crop_size=crop_size,
+         allow_negative_crop=False, recompute_bbox=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='Resize', scale=test_scale, keep_ratio=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='TestTimeAug',
+         transforms=[
+             [dict(type='Resize', scale=s, keep_ratio=True) for s in tta_scales],
+             [dict(type='RandomFlip', prob=0.)],
+             [dict(type='PackDetInputs',
+                   meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                              'scale_factor', 'flip', 'flip_direction'))],
+         ]),
+]
+# Instance-mask TTA (custom_modules/models/tta): views matched across scales, masks
+# averaged at RoI level; merge_level='proposal' is MMDetection 2's HTC aug_test. Used by
+# tools/test.py --tta, which wraps the model as dict(**tta_model, module=model).
+tta_model = dict(
+    type='InstanceMaskTTAModel',
+    tta_cfg=dict(
+        merge_level='detection',
+        match_iou_thr=0.5,
+        nms=dict(type='soft_nms', iou_threshold=0.5, min_score=1e-4, method='linear'),
+        score_thr=0.001,
+        max_per_img=100,
+        mask_thr_binary=0.5))
+
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    batch_sampler=dict(type='AspectRatioBatchSampler'),
+    dataset=dict(
+        type='RepeatDataset',
+        times=5,
+        dataset=dict(
+            type=dataset_type,
+            data_root=data_root,
+            ann_file='DATASET/train_val/_annotations.coco.json',
+            data_prefix=dict(img='DATASET/train_val/'),
+            filter_cfg=dict(filter_empty_gt=True, min_size=0),
+            pipeline=train_pipeline,
+            backend_args=backend_args)))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='DATASET/val/_annotations.coco.json',
+        data_prefix=dict(img='DATASET/val/'),
+        test_mode=True,
+        pipeline=test_pipeline,
+        backend_args=backend_args))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(
+    type='CocoMetric',
+    ann_file=data_root + 'DATASET/val/_annotations.coco.json',
+    metric=['bbox', 'segm'],
+    format_only=False,
+    backend_args=backend_args)
+test_evaluator = val_evaluator

@@ -1,0 +1,10 @@
+# Runtime shared by the instance models (MMDetection scope).
+_base_ = 'mmdet::_base_/default_runtime.py'
+
+custom_imports = dict(imports=['custom_modules'], allow_failed_imports=False)
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
+                    save_last=True))
+log_processor = dict(type='LogProcessor', window_size=10, by_epoch=True)

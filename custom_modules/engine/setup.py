@@ -1,0 +1,108 @@
+"""Shared set-up of the entry points (tools/train.py, tools/test.py): dataset choice,
+device fallbacks and the short-run override, so every tool behaves the same."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.config import Config, ConfigDict, DictAction
+
+from custom_modules.vision.selection import select_dataset
+
+__all__ = ['DictAction', 'load_config', 'adapt_to_device', 'limit_iterations',
+           'allow_trusted_checkpoints', 'add_common_arguments', 'prepare_config']
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every entry point shares: the config, the data it runs on, the work
+    dir, config overrides and the distributed launcher."""
+    parser.add_argument('config', help='model config file')
+    parser.add_argument('--data-root', required=True, help='VISION-layout data root')
+    parser.add_argument('--dataset', required=True, help='dataset folder name, e.g. Cable')
+    parser.add_argument('--work-dir', help='default: work_dirs/<config name>/<Dataset>')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, xxx=yyy')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def prepare_config(args: argparse.Namespace, **splits: str | None) -> Config:
+    """The config for :func:`add_common_arguments`' ``args``, pointed at the dataset's
+    ``splits``, with launcher and work dir set. Bad data raises ``FormatError``."""
+    allow_trusted_checkpoints()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = load_config(args.config, args.cfg_options, args.data_root, args.dataset, **splits)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or default_work_dir(args.config, args.dataset)
+    return cfg
+
+
+def load_config(config: str, cfg_options: dict | None, data_root: str, dataset: str,
+                **splits: str | None) -> Config:
+    """Read ``config``, merge ``--cfg-options`` and point it at ``dataset``."""
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    select_dataset(cfg, data_root, dataset, **splits)
+    return cfg
+
+
+def _replace_norm_type(node: Any, old: str, new: str) -> None:
+    """Rename every ``type=old`` (a norm layer type) under ``node`` to ``new``."""
+    if isinstance(node, dict):
+        if node.get('type') == old:
+            node['type'] = new
+        for value in node.values():
+            _replace_norm_type(value, old, new)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            _replace_norm_type(item, old, new)
+
+
+def adapt_to_device(cfg: Config, launcher: str = 'none') -> None:
+    """Run GPU-intended configs on CPU: SyncBN -> BN, AMP off, gloo for distributed.
+
+    The full configs keep the authors' GPU settings; this makes the same configs usable
+    on a CPU machine (tests, the demo, 2-process gloo runs) without separate copies.
+    """
+    if torch.cuda.is_available():
+        return
+    _replace_norm_type(cfg.model, 'SyncBN', 'BN')
+    optim = cfg.get('optim_wrapper')
+    if optim is not None and optim.get('type') == 'AmpOptimWrapper':
+        optim.type = 'OptimWrapper'
+        optim.pop('loss_scale', None)
+        optim.pop('dtype', None)
+    cfg.setdefault('env_cfg', ConfigDict())
+    cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+
+
+def limit_iterations(cfg: Config, max_iters: int) -> None:
+    """Train for ``max_iters`` iterations instead of the schedule (smoke tests, demos):
+    an iteration-based loop that validates and saves a checkpoint at the end."""
+    cfg.train_cfg = ConfigDict(type='IterBasedTrainLoop', max_iters=max_iters,
+                               val_interval=max_iters)
+    cfg.param_scheduler = [s for s in cfg.get('param_scheduler', []) if not s.get('by_epoch', True)]
+    for sched in cfg.param_scheduler:
+        sched.end = min(sched.end, max_iters)
+    cfg.default_hooks.checkpoint.update(by_epoch=False, interval=max_iters)
+    cfg.log_processor = ConfigDict(cfg.get('log_processor', {}), by_epoch=False)
+    cfg.default_hooks.logger.interval = min(cfg.default_hooks.logger.get('interval', 50),
+                                            max(1, max_iters // 5))
+
+
+def allow_trusted_checkpoints() -> None:
+    """Let ``torch.load`` read MMEngine checkpoints (their meta holds numpy values and
+    ConfigDicts, refused by torch >= 2.6's ``weights_only`` default). Only for
+    checkpoints the user trusts: their own work dirs or converted official weights."""
+    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+
+
+def default_work_dir(config: str, dataset: str) -> str:
+    """``work_dirs/<config name>/<Dataset>``: one work dir per model and dataset."""
+    return str(Path('work_dirs') / Path(config).stem / dataset)

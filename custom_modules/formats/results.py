@@ -1,0 +1,293 @@
+"""The files passed between stages, read and written in one place.
+
+* instance results ``<Dataset>.segm.json`` (and ``.bbox.json``): COCO results, a list of
+  ``{image_id, category_id, bbox [x, y, w, h], score, segmentation RLE}``;
+* semantic results ``<Dataset>.sem.json``: a list of ``{image_id, segmentation RLE}``,
+  one binary defect mask per image at its original size.
+
+RLE ``counts`` are always written as ``str``. Every loader checks what it reads against
+the split's annotation file when one is given, and raises :class:`FormatError` naming the
+file and the problem.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from .errors import FormatError
+from .json_io import dump_json, load_json
+
+INSTANCE_SUFFIX = '.segm.json'
+BBOX_SUFFIX = '.bbox.json'
+SEMANTIC_SUFFIX = '.sem.json'
+
+
+def instance_results_path(pred_dir: str | Path, dataset: str) -> Path:
+    return Path(pred_dir) / f'{dataset}{INSTANCE_SUFFIX}'
+
+
+def semantic_results_path(pred_dir: str | Path, dataset: str) -> Path:
+    return Path(pred_dir) / f'{dataset}{SEMANTIC_SUFFIX}'
+
+
+def encode_mask(mask: np.ndarray) -> dict:
+    """Binary ``(h, w)`` mask to RLE with ``str`` counts (JSON-ready)."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle['counts'] = rle['counts'].decode('ascii')
+    return rle
+
+
+def mask_bbox(rle: dict) -> list[float]:
+    """Tight ``[x, y, w, h]`` of an RLE mask (all zeros for an empty mask)."""
+    return [float(v) for v in mask_utils.toBbox(rle)]
+
+
+class SplitInfo:
+    """What a results file is checked against: image sizes and category ids of a split."""
+
+    def __init__(self, ann_file: str | Path):
+        self.ann_file = Path(ann_file)
+        data = load_json(self.ann_file)
+        if not isinstance(data, dict) or 'images' not in data or 'categories' not in data:
+            raise FormatError(f'{self.ann_file}: not a COCO annotation file (needs "images" '
+                              'and "categories")')
+        self.image_sizes: dict[int, tuple[int, int]] = {
+            int(img['id']): (int(img['height']), int(img['width']))
+            for img in data['images']
+        }
+        self.category_ids: set[int] = {int(c['id']) for c in data['categories']}
+        self.category_names: dict[int, str] = {
+            int(c['id']): str(c['name'])
+            for c in data['categories']
+        }
+
+
+def check_rle(path: Path, where: str, rle: Any, expected_size: tuple[int, int] | None) -> dict:
+    """Validate one RLE (of ``expected_size`` (h, w) when given); return it with ``str``
+    counts. Errors name ``path`` and ``where`` (the entry) in the file."""
+    rle = _check_rle_fields(path, where, rle, expected_size)
+    _check_run_lengths(path, [where], [rle])
+    return rle
+
+
+def _check_rle_fields(path: Path, where: str, rle: Any,
+                      expected_size: tuple[int, int] | None) -> dict:
+    """Every check of :func:`check_rle` but the run lengths, which
+    :func:`_check_run_lengths` does for a whole file at once."""
+    if not isinstance(rle, dict) or 'size' not in rle or 'counts' not in rle:
+        raise FormatError(f'{path}: {where}: segmentation is not an RLE dict with '
+                          '"size" and "counts"')
+    size = rle['size']
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(v, int) and v >= 0 for v in size)):
+        raise FormatError(f'{path}: {where}: malformed RLE size {size!r}')
+    counts = rle['counts']
+    if isinstance(counts, list):  # uncompressed RLE: convert once here
+        if sum(counts) != size[0] * size[1] or any((not isinstance(c, int)) or c < 0
+                                                   for c in counts):
+            raise FormatError(f'{path}: {where}: malformed RLE counts')
+        rle = mask_utils.frPyObjects(rle, size[0], size[1])
+        counts = rle['counts'].decode('ascii')
+    elif not isinstance(counts, str):
+        raise FormatError(f'{path}: {where}: RLE counts must be a string')
+    rle = {'size': [size[0], size[1]], 'counts': counts}
+    if expected_size is not None and tuple(size) != tuple(expected_size):
+        raise FormatError(f'{path}: {where}: RLE size {list(size)} differs from the '
+                          f'image size {list(expected_size)} (h, w)')
+    return rle
+
+
+def _as_bytes(rle: dict) -> dict:
+    return {'size': rle['size'], 'counts': rle['counts'].encode('ascii')}
+
+
+def _check_run_lengths(path: Path, wheres: Sequence[str], rles: Sequence[dict]) -> None:
+    """Raise for the first RLE whose counts do not decode to exactly h * w pixels."""
+    fits = runs_fit_sizes([rle['counts'] for rle in rles],
+                          [rle['size'][0] * rle['size'][1] for rle in rles])
+    if not fits.all():
+        where = wheres[int(np.argmin(fits))]
+        raise FormatError(f'{path}: {where}: malformed RLE (counts do not fit the size)')
+
+
+def runs_fit_sizes(counts: Sequence[str], pixels: Sequence[int]) -> np.ndarray:
+    """For each compressed RLE string, whether it decodes to non-negative run lengths that
+    add up to exactly ``pixels`` (its h * w). All strings are checked together in a few
+    numpy passes over their concatenation: per-string work would dominate loading a
+    results file of thousands of detections.
+
+    COCO packs each run in 5-bit groups (bit 0x20: more groups follow; bit 0x10 of the
+    last group: sign) and stores run i > 2 as a delta to run i - 2.
+    """
+    n = len(counts)
+    valid = np.ones(n, dtype=bool)
+    encoded = []
+    for i, text in enumerate(counts):
+        try:
+            encoded.append(text.encode('ascii'))
+        except UnicodeEncodeError:
+            valid[i] = False
+            encoded.append(b'')
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+    codes = np.frombuffer(b''.join(encoded), dtype=np.uint8).astype(np.int64) - 48
+    owner = np.repeat(np.arange(n), lengths)
+    ends = np.cumsum(lengths)[lengths > 0]
+    valid[owner[(codes < 0) | (codes > 63)]] = False
+    valid[owner[ends - 1][(codes[ends - 1] & 0x20) != 0]] = False  # truncated last run
+    # a run ends at a group without the continuation bit, or at the end of its string
+    last = (codes & 0x20) == 0
+    last[ends - 1] = True
+    run_starts = np.flatnonzero(np.concatenate(([True], last[:-1])))[:np.count_nonzero(last)]
+    run_sizes = np.diff(np.append(run_starts, codes.size))
+    shift = 5 * (np.arange(codes.size) - np.repeat(run_starts, run_sizes))
+    valid[owner[shift > 55]] = False
+    shift = np.minimum(shift, 55)
+    values = np.add.reduceat((codes & 0x1f) << shift, run_starts) if codes.size else codes
+    signed = (codes[last] & 0x10) != 0
+    values[signed] -= np.int64(1) << (shift[last][signed] + 5)
+    # undo the delta coding: runs 1, 3, 5, ... and runs 2, 4, 6, ... of a string add up
+    run_owner = owner[run_starts]
+    per_string = np.bincount(run_owner, minlength=n)
+    first_run = np.cumsum(per_string) - per_string
+    index = np.arange(run_owner.size) - first_run[run_owner]
+    runs = values.copy()
+    for parity in (1, 0):
+        chain = np.flatnonzero((index % 2 == parity) & (index > 0))
+        if chain.size == 0:
+            continue
+        sums = np.cumsum(values[chain])
+        chain_owner = run_owner[chain]
+        starts = np.flatnonzero(np.concatenate(([True], chain_owner[1:] != chain_owner[:-1])))
+        offsets = (sums - values[chain])[starts]
+        runs[chain] = sums - np.repeat(offsets, np.diff(np.append(starts, chain.size)))
+    valid[run_owner[runs < 0]] = False
+    totals = np.zeros(n, dtype=np.int64)
+    has_runs = per_string > 0
+    if runs.size:
+        totals[has_runs] = np.add.reduceat(runs, first_run[has_runs])
+    return valid & (totals == np.asarray(pixels, dtype=np.int64))
+
+
+def _check_ids(path: Path, where: str, image_id: Any, split: SplitInfo | None) -> int:
+    if not isinstance(image_id, int) or isinstance(image_id, bool):
+        raise FormatError(f'{path}: {where}: image_id must be an integer, got {image_id!r}')
+    if split is not None and image_id not in split.image_sizes:
+        raise FormatError(f'{path}: {where}: image id {image_id} is not in '
+                          f'{split.ann_file}')
+    return image_id
+
+
+def load_instance_results(path: str | Path, split: SplitInfo | None = None, *,
+                          masks: bool = True, fill_bbox: bool = True) -> list[dict]:
+    """Read and validate a COCO instance results file (``<Dataset>.segm.json``).
+
+    Checks keys, finite non-negative scores, 4-number boxes, decodable RLE of the image's
+    size, and (given ``split``) image and category ids. Returns the detections with
+    ``str`` RLE counts, in file order.
+
+    ``masks=False`` reads a box-only file (``<Dataset>.bbox.json``): ``bbox`` is then
+    required and ``segmentation`` optional. ``fill_bbox=False`` leaves a missing box
+    absent instead of deriving it from the mask (pycocotools' ``loadRes`` computes a
+    detection's area differently with and without a box).
+    """
+    path = Path(path)
+    data = load_json(path)
+    if not isinstance(data, list):
+        raise FormatError(f'{path}: expected a list of detections, got {type(data).__name__}')
+    required = {'image_id', 'category_id', 'score', 'segmentation' if masks else 'bbox'}
+    checked = []
+    rle_entries: list[int] = []  # detections with a mask
+    boxless: list[int] = []  # detections whose box comes from the mask
+    for i, det in enumerate(data):
+        where = f'detection {i}'
+        if not isinstance(det, dict):
+            raise FormatError(f'{path}: {where}: not an object')
+        missing = required - det.keys()
+        if missing:
+            raise FormatError(f'{path}: {where}: missing keys {sorted(missing)}')
+        image_id = _check_ids(path, where, det['image_id'], split)
+        category_id = det['category_id']
+        if not isinstance(category_id, int) or (split is not None
+                                                and category_id not in split.category_ids):
+            raise FormatError(f'{path}: {where}: unknown category id {category_id!r} '
+                              f'(valid: {sorted(split.category_ids) if split else "integers"})')
+        score = det['score']
+        if not isinstance(score, (int, float)) or not math.isfinite(score) or score < 0:
+            raise FormatError(f'{path}: {where}: score must be a finite number >= 0, '
+                              f'got {score!r}')
+        expected = split.image_sizes[image_id] if split is not None else None
+        rle = (_check_rle_fields(path, where, det['segmentation'], expected)
+               if 'segmentation' in det else None)
+        if rle is not None:
+            rle_entries.append(i)
+        bbox = det.get('bbox')
+        if bbox is None and fill_bbox:
+            boxless.append(i)
+        elif bbox is not None and (
+                not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
+            raise FormatError(f'{path}: {where}: bbox must be 4 finite numbers [x, y, w, h]')
+        out = dict(image_id=image_id, category_id=category_id)
+        if bbox is not None:
+            out['bbox'] = list(bbox)
+        out['score'] = float(score)
+        if rle is not None:
+            out['segmentation'] = rle
+        checked.append(out)
+    _check_run_lengths(path, [f'detection {i}' for i in rle_entries],
+                       [checked[i]['segmentation'] for i in rle_entries])
+    if boxless:
+        boxes = mask_utils.toBbox([_as_bytes(checked[i]['segmentation']) for i in boxless])
+        for i, box in zip(boxless, boxes):
+            checked[i]['bbox'] = [float(v) for v in box]
+    return checked
+
+
+def load_semantic_results(path: str | Path, split: SplitInfo | None = None) -> dict[int, dict]:
+    """Read and validate ``<Dataset>.sem.json``: image id -> binary defect RLE."""
+    path = Path(path)
+    data = load_json(path)
+    if not isinstance(data, list):
+        raise FormatError(f'{path}: expected a list of semantic masks, got '
+                          f'{type(data).__name__}')
+    masks: dict[int, dict] = {}
+    for i, entry in enumerate(data):
+        where = f'entry {i}'
+        if not isinstance(entry, dict) or 'image_id' not in entry or 'segmentation' not in entry:
+            raise FormatError(f'{path}: {where}: needs "image_id" and "segmentation"')
+        image_id = _check_ids(path, where, entry['image_id'], split)
+        if image_id in masks:
+            raise FormatError(f'{path}: {where}: image id {image_id} appears twice')
+        expected = split.image_sizes[image_id] if split is not None else None
+        masks[image_id] = _check_rle_fields(path, where, entry['segmentation'], expected)
+    _check_run_lengths(path, [f'entry {i}' for i in range(len(masks))], list(masks.values()))
+    return masks
+
+
+def save_instance_results(detections: Iterable[dict], path: str | Path) -> None:
+    """Write detections (RLE counts as ``str``) atomically."""
+    dump_json([_jsonable(d) for d in detections], path)
+
+
+def save_semantic_results(masks: dict[int, dict], path: str | Path) -> None:
+    """Write ``image id -> RLE`` atomically as ``<Dataset>.sem.json``."""
+    dump_json([{'image_id': int(k), 'segmentation': _jsonable_rle(v)}
+               for k, v in sorted(masks.items())], path)
+
+
+def _jsonable_rle(rle: dict) -> dict:
+    counts = rle['counts']
+    return {'size': [int(v) for v in rle['size']],
+            'counts': counts.decode('ascii') if isinstance(counts, bytes) else counts}
+
+
+def _jsonable(det: dict) -> dict:
+    out = dict(image_id=int(det['image_id']), category_id=int(det['category_id']),
+               bbox=[float(v) for v in det['bbox']], score=float(det['score']))
+    if 'segmentation' in det:
+        out['segmentation'] = _jsonable_rle(det['segmentation'])
+    return out
