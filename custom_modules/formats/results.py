@@ -24,6 +24,7 @@ from .json_io import dump_json, load_json
 INSTANCE_SUFFIX = '.segm.json'
 BBOX_SUFFIX = '.bbox.json'
 SEMANTIC_SUFFIX = '.sem.json'
+MAX_RLE_GROUPS = 12  # 5-bit groups per run: more would overflow a 64-bit run length
 
 
 def instance_results_path(pred_dir: str | Path, dataset: str) -> Path:
@@ -82,8 +83,8 @@ def _check_rle_fields(path: Path, where: str, rle: Any,
         raise FormatError(f'{path}: {where}: segmentation is not an RLE dict with '
                           '"size" and "counts"')
     size = rle['size']
-    if (not isinstance(size, (list, tuple)) or len(size) != 2
-            or not all(isinstance(v, int) and v >= 0 for v in size)):
+    if (not isinstance(size, (list, tuple)) or len(size) != 2 or not isinstance(size[0], int)
+            or not isinstance(size[1], int) or size[0] < 0 or size[1] < 0):
         raise FormatError(f'{path}: {where}: malformed RLE size {size!r}')
     counts = rle['counts']
     if isinstance(counts, list):  # uncompressed RLE: convert once here
@@ -95,7 +96,7 @@ def _check_rle_fields(path: Path, where: str, rle: Any,
     elif not isinstance(counts, str):
         raise FormatError(f'{path}: {where}: RLE counts must be a string')
     rle = {'size': [size[0], size[1]], 'counts': counts}
-    if expected_size is not None and tuple(size) != tuple(expected_size):
+    if expected_size is not None and (size[0], size[1]) != tuple(expected_size):
         raise FormatError(f'{path}: {where}: RLE size {list(size)} differs from the '
                           f'image size {list(expected_size)} (h, w)')
     return rle
@@ -133,24 +134,30 @@ def runs_fit_sizes(counts: Sequence[str], pixels: Sequence[int]) -> np.ndarray:
             valid[i] = False
             encoded.append(b'')
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
-    codes = np.frombuffer(b''.join(encoded), dtype=np.uint8).astype(np.int64) - 48
-    owner = np.repeat(np.arange(n), lengths)
-    ends = np.cumsum(lengths)[lengths > 0]
-    valid[owner[(codes < 0) | (codes > 63)]] = False
-    valid[owner[ends - 1][(codes[ends - 1] & 0x20) != 0]] = False  # truncated last run
+    ends = np.cumsum(lengths)
+    chars = np.frombuffer(b''.join(encoded), dtype=np.uint8)
+    owner = np.repeat(np.arange(n), lengths)  # string of each character
+    valid[owner[(chars < 48) | (chars > 111)]] = False
+    codes = chars - np.uint8(48)  # wraps bad characters; their strings are invalid anyway
     # a run ends at a group without the continuation bit, or at the end of its string
     last = (codes & 0x20) == 0
-    last[ends - 1] = True
-    run_starts = np.flatnonzero(np.concatenate(([True], last[:-1])))[:np.count_nonzero(last)]
-    run_sizes = np.diff(np.append(run_starts, codes.size))
-    shift = 5 * (np.arange(codes.size) - np.repeat(run_starts, run_sizes))
-    valid[owner[shift > 55]] = False
-    shift = np.minimum(shift, 55)
-    values = np.add.reduceat((codes & 0x1f) << shift, run_starts) if codes.size else codes
-    signed = (codes[last] & 0x10) != 0
-    values[signed] -= np.int64(1) << (shift[last][signed] + 5)
-    # undo the delta coding: runs 1, 3, 5, ... and runs 2, 4, 6, ... of a string add up
+    string_ends = ends[lengths > 0] - 1
+    valid[np.flatnonzero(lengths > 0)[~last[string_ends]]] = False  # truncated last run
+    last[string_ends] = True
+    run_ends = np.flatnonzero(last)
+    run_starts = np.concatenate(([0], run_ends[:-1] + 1))[:run_ends.size]
+    groups = run_ends - run_starts + 1
     run_owner = owner[run_starts]
+    if (groups > MAX_RLE_GROUPS).any():
+        valid[run_owner[groups > MAX_RLE_GROUPS]] = False
+        groups = np.minimum(groups, MAX_RLE_GROUPS)
+    values = np.zeros(run_starts.size, dtype=np.int64)
+    for k in range(int(groups.max(initial=0))):
+        has = np.flatnonzero(groups > k) if k else slice(None)
+        values[has] |= (codes[run_starts[has] + k] & 0x1f).astype(np.int64) << (5 * k)
+    signed = (codes[run_ends] & 0x10) != 0
+    values[signed] -= np.int64(1) << (5 * groups[signed])
+    # undo the delta coding: runs 1, 3, 5, ... and runs 2, 4, 6, ... of a string add up
     per_string = np.bincount(run_owner, minlength=n)
     first_run = np.cumsum(per_string) - per_string
     index = np.arange(run_owner.size) - first_run[run_owner]
@@ -170,6 +177,14 @@ def runs_fit_sizes(counts: Sequence[str], pixels: Sequence[int]) -> np.ndarray:
     if runs.size:
         totals[has_runs] = np.add.reduceat(runs, first_run[has_runs])
     return valid & (totals == np.asarray(pixels, dtype=np.int64))
+
+
+def _finite_numbers(values: Iterable[Any]) -> bool:
+    """Whether every value is a finite int or float (``math.isfinite`` rejects the rest)."""
+    try:
+        return all(map(math.isfinite, values))
+    except (TypeError, OverflowError):  # not a number, or an int beyond float range
+        return False
 
 
 def _check_ids(path: Path, where: str, image_id: Any, split: SplitInfo | None) -> int:
@@ -227,9 +242,8 @@ def load_instance_results(path: str | Path, split: SplitInfo | None = None, *,
         bbox = det.get('bbox')
         if bbox is None and fill_bbox:
             boxless.append(i)
-        elif bbox is not None and (
-                not isinstance(bbox, (list, tuple)) or len(bbox) != 4
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
+        elif bbox is not None and (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+                                   or not _finite_numbers(bbox)):
             raise FormatError(f'{path}: {where}: bbox must be 4 finite numbers [x, y, w, h]')
         out = dict(image_id=image_id, category_id=category_id)
         if bbox is not None:

@@ -41,20 +41,21 @@ def require_split(data_root: str | Path, dataset: str, split: str) -> Path:
     return ann
 
 
-def _innermost_dataset(dataset_cfg: ConfigDict) -> ConfigDict:
+def innermost_dataset(dataset_cfg: ConfigDict) -> ConfigDict:
     """Unwrap dataset wrappers (``RepeatDataset``, ``ClassBalancedDataset`` ...)."""
     while 'dataset' in dataset_cfg:
         dataset_cfg = dataset_cfg.dataset
     return dataset_cfg
 
 
-def _is_semantic(cfg: Config) -> bool:
+def is_semantic(cfg: Config) -> bool:
+    """Whether ``cfg`` is the semantic model's (MMSegmentation) rather than a detector's."""
     return cfg.get('default_scope') == 'mmseg'
 
 
 def _point_dataset(dataset_cfg: ConfigDict, data_root: Path, dataset: str, split: str,
                    classes: tuple[str, ...], semantic: bool) -> None:
-    inner = _innermost_dataset(dataset_cfg)
+    inner = innermost_dataset(dataset_cfg)
     inner.data_root = str(data_root)
     inner.ann_file = f'{dataset}/{split}/_annotations.coco.json'
     if semantic:
@@ -88,7 +89,7 @@ def select_dataset(cfg: Config, data_root: str | Path, dataset: str, *,
     ``train_val``, whose images include val). ``test_split`` sets the test loader.
     """
     root = Path(data_root)
-    semantic = _is_semantic(cfg)
+    semantic = is_semantic(cfg)
     train_split = train_split or default_train_split(root, dataset)
     train_ann = require_split(root, dataset, train_split)
     classes = SEMANTIC_CLASSES if semantic else dataset_classes(dataset, train_ann)
