@@ -1,0 +1,84 @@
+# HTC with CBNetV2's dual Swin-B (HTC-CBSwinB), as the authors configured it.
+_base_ = [
+    '../_base_/models/htc-without-semantic_r50_fpn.py',
+    '../_base_/datasets/vision_instance.py',
+    '../_base_/schedules/adamw_10e.py',
+    '../_base_/default_runtime.py',
+]
+
+# The authors fine-tuned CBNetV2's COCO-trained HTC DB-Swin-B (MMDetection 2.x keys).
+# Convert it once with
+#   python tools/model_converters/cbnetv2_to_mmdet3.py <cbnetv2_htc_ckpt>.pth <converted>.pth
+# and train with `--cfg-options load_from=<converted>.pth`. Without it the backbone
+# starts from random weights, or from ImageNet-22k Swin-B: set the backbone's
+# init_cfg=dict(type='Pretrained', checkpoint=<official swin_base_patch4_window7_224_22k.pth>)
+# (converted by MMDetection's Swin converter, convert_weights=True), or the output of
+# tools/model_converters/swin_to_cbswin.py with convert_weights=False.
+# Off by default: nothing is downloaded.
+load_from = None
+
+model = dict(
+    type='CBHybridTaskCascade',
+    # Both branches are supervised, the assisting one at half weight (CBNetV2).
+    assist_loss_weight=0.5,
+    backbone=dict(
+        _delete_=True,
+        type='CBSwinTransformer',
+        embed_dims=128,
+        depths=(2, 2, 18, 2),
+        num_heads=(4, 8, 16, 32),
+        window_size=7,
+        mlp_ratio=4,
+        qkv_bias=True,
+        qk_scale=None,
+        drop_rate=0.,
+        attn_drop_rate=0.,
+        drop_path_rate=0.3,
+        patch_norm=True,
+        out_indices=(0, 1, 2, 3),
+        # Patch embedding and the first stage of both branches: CBNetV2's
+        # frozen_stages=2 (it counts the patch embedding as stage 1).
+        frozen_stages=1,
+        with_cp=False,
+        cb_zero_init=True,
+        convert_weights=True,
+        init_cfg=None),
+    neck=dict(type='CBFPN', in_channels=[128, 256, 512, 1024], out_channels=256, num_outs=5),
+    roi_head=dict(bbox_head=[
+        dict(
+            type='Shared4Conv1FCBBoxHead',
+            in_channels=256,
+            conv_out_channels=256,
+            fc_out_channels=1024,
+            roi_feat_size=7,
+            num_classes=80,
+            norm_cfg=dict(type='SyncBN', requires_grad=True),
+            bbox_coder=dict(
+                type='DeltaXYWHBBoxCoder',
+                target_means=[0., 0., 0., 0.],
+                target_stds=[xy, xy, wh, wh]),
+            # class-agnostic GIoU loss on decoded boxes
+            reg_class_agnostic=True,
+            reg_decoded_bbox=True,
+            loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+            loss_bbox=dict(type='GIoULoss', loss_weight=10.0))
+        for xy, wh in ((0.1, 0.2), (0.05, 0.1), (0.033, 0.067))
+    ]),
+    train_cfg=dict(
+        # RPN: 2000 proposals in training (rpn_proposal), 1000 at test (base).
+        rcnn=[
+            dict(
+                assigner=dict(type='MaxIoUAssigner', pos_iou_thr=iou, neg_iou_thr=iou,
+                              min_pos_iou=iou, ignore_iof_thr=-1),
+                sampler=dict(type='RandomSampler', num=512, pos_fraction=0.25,
+                             neg_pos_ub=-1, add_gt_as_proposals=True),
+                mask_size=28,
+                pos_weight=-1,
+                debug=False) for iou in (0.4, 0.5, 0.6)
+        ]),
+    test_cfg=dict(
+        rcnn=dict(
+            score_thr=0.001,
+            nms=dict(type='soft_nms', method='linear', iou_threshold=0.5, min_score=1e-4),
+            max_per_img=100,
+            mask_thr_binary=0.5)))
