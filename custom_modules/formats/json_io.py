@@ -24,6 +24,12 @@ def load_json(path: str | Path) -> Any:
         raise FormatError(f'{path}: malformed JSON ({err})') from None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_output(path: str | Path, mode: str = 'w') -> Iterator[IO]:
     """Open a temporary file beside ``path`` and rename it onto ``path`` only when the
@@ -31,6 +37,7 @@ def atomic_output(path: str | Path, mode: str = 'w') -> Iterator[IO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make outputs private
     try:
         with os.fdopen(fd, mode, **({} if 'b' in mode else {'encoding': 'utf-8'})) as f:
             yield f

@@ -161,16 +161,12 @@ def runs_fit_sizes(counts: Sequence[str], pixels: Sequence[int]) -> np.ndarray:
     per_string = np.bincount(run_owner, minlength=n)
     first_run = np.cumsum(per_string) - per_string
     index = np.arange(run_owner.size) - first_run[run_owner]
-    runs = values.copy()
+    runs = values
     for parity in (1, 0):
-        chain = np.flatnonzero((index % 2 == parity) & (index > 0))
-        if chain.size == 0:
-            continue
-        sums = np.cumsum(values[chain])
-        chain_owner = run_owner[chain]
-        starts = np.flatnonzero(np.concatenate(([True], chain_owner[1:] != chain_owner[:-1])))
-        offsets = (sums - values[chain])[starts]
-        runs[chain] = sums - np.repeat(offsets, np.diff(np.append(starts, chain.size)))
+        in_chain = (index & 1 == parity) & (index > 0)
+        sums = np.cumsum(np.where(in_chain, values, 0))
+        before = np.append(0, sums)[first_run]  # chain total before each string
+        runs = np.where(in_chain, sums - before[run_owner], runs)
     valid[run_owner[runs < 0]] = False
     totals = np.zeros(n, dtype=np.int64)
     has_runs = per_string > 0
