@@ -1,4 +1,4 @@
-"""Modules this project registers with MMEngine / MMDetection / MMSegmentation."""
-from . import datasets, models  # noqa: F401 (registers the models and datasets)
-from .engine import layer_decay  # noqa: F401 (registers the optimizer constructor)
-from .evaluation import semantic_writer  # noqa: F401 (registers the results writer)
+"""The project's package. Configs register its modules through ``custom_imports`` of
+``custom_modules.models`` (MMDetection) and ``custom_modules.datasets`` /
+``custom_modules.evaluation.semantic_writer`` (MMSegmentation); importing the package
+itself stays light, so the data and post-processing tools start without torch."""

@@ -1,7 +1,9 @@
 # Runtime shared by the instance models (MMDetection scope).
 _base_ = 'mmdet::_base_/default_runtime.py'
 
-custom_imports = dict(imports=['custom_modules'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['custom_modules.models', 'custom_modules.engine.layer_decay'],
+    allow_failed_imports=False)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),

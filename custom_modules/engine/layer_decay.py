@@ -42,5 +42,6 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             scale = scales.get(id(group['params'][0]))
             if scale is not None:
                 group['lr'] = group.get('lr', self.base_lr) * scale
-        print_log(f'layer-wise lr decay {self.layer_decay_rate} over {top} backbone layers',
+        print_log(f'layer-wise lr decay: backbone layer i of 0..{top - 1} at '
+                  f'{self.layer_decay_rate} ** ({top} - i) of its learning rate',
                   logger='current')

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as torch_dist
 from mmengine.config import Config, ConfigDict, DictAction
 
 from custom_modules.vision.selection import select_dataset
@@ -63,8 +64,9 @@ def _replace_norm_type(node: Any, old: str, new: str) -> None:
             _replace_norm_type(item, old, new)
 
 
-def adapt_to_device(cfg: Config, launcher: str = 'none') -> None:
-    """Run GPU-intended configs on CPU: SyncBN -> BN, AMP off, gloo for distributed.
+def adapt_to_device(cfg: Config) -> None:
+    """Run GPU-intended configs on CPU: SyncBN -> BN, AMP off, and distributed runs
+    (``cfg.launcher``) on gloo with CPU DDP.
 
     The full configs keep the authors' GPU settings; this makes the same configs usable
     on a CPU machine (tests, the demo, 2-process gloo runs) without separate copies.
@@ -80,6 +82,17 @@ def adapt_to_device(cfg: Config, launcher: str = 'none') -> None:
     cfg.setdefault('env_cfg', ConfigDict())
     cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
     cfg.env_cfg.dist_cfg.backend = 'gloo'
+    if cfg.get('launcher', 'none') == 'none':
+        return
+    # MMEngine's pytorch launcher selects a CUDA device before joining the group, and
+    # its DDP wrapper names one: join the group here (the runner keeps it) and wrap
+    # the CPU model without device ids.
+    if cfg.launcher == 'pytorch' and not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend='gloo')
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = ConfigDict(wrapper, device_ids=None)
 
 
 def limit_iterations(cfg: Config, max_iters: int) -> None:

@@ -14,7 +14,7 @@ from mmengine.config import Config, ConfigDict
 
 from custom_modules.formats.errors import FormatError
 
-from .registry import annotation_path, dataset_classes
+from .registry import annotation_path, dataset_classes, image_dir
 
 SEMANTIC_CLASSES = ('background', 'defect')
 
@@ -58,11 +58,12 @@ def _point_dataset(dataset_cfg: ConfigDict, data_root: Path, dataset: str, split
     inner = innermost_dataset(dataset_cfg)
     inner.data_root = str(data_root)
     inner.ann_file = f'{dataset}/{split}/_annotations.coco.json'
+    images = image_dir(data_root, dataset, split).relative_to(data_root)  # inference_gt
     if semantic:
-        inner.data_prefix = dict(img_path=f'{dataset}/{split}',
+        inner.data_prefix = dict(img_path=str(images),
                                  seg_map_path=f'{dataset}/semantic/{split}')
     else:
-        inner.data_prefix = dict(img=f'{dataset}/{split}/')
+        inner.data_prefix = dict(img=f'{images}/')
         inner.metainfo = dict(classes=classes)
 
 

@@ -1,0 +1,228 @@
+"""tools/train.py, tools/test.py and the batch scripts on tiny models and synthetic data:
+training, resuming, distributed runs, results files valid against their split, metrics
+that agree with pycocotools / a direct IoU count, and one-line errors."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from custom_modules.formats import (SplitInfo, load_instance_results, load_json,
+                                    load_semantic_results)
+from custom_modules.vision import annotation_path, semantic_dir
+
+from tool_helpers import CATEGORY_IDS, REPO, config_path, load_tool, make_data_root
+
+TRAIN = load_tool('train')
+TEST = load_tool('test')
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp('vision')
+    return root, make_data_root(root)
+
+
+@pytest.fixture(scope='module')
+def trained(data, tmp_path_factory):
+    """``trained(model)``: work dir of ``model`` trained 2 iterations by tools/train.py
+    (once per model in this module)."""
+    root, dataset = data
+    work_dirs = {}
+
+    def train(model: str) -> Path:
+        if model not in work_dirs:
+            work_dir = tmp_path_factory.mktemp(model)
+            TRAIN.main([config_path(model), '--data-root', str(root), '--dataset', dataset,
+                        '--work-dir', str(work_dir), '--max-iters', '2'])
+            work_dirs[model] = work_dir
+        return work_dirs[model]
+
+    return train
+
+
+def _test(model: str, work_dir: Path, data, split: str, out_dir: Path, *extra: str) -> None:
+    root, dataset = data
+    TEST.main([config_path(model), str(work_dir / 'iter_2.pth'), '--data-root', str(root),
+               '--dataset', dataset, '--split', split, '--out-dir', str(out_dir),
+               '--work-dir', str(work_dir), *extra])
+
+
+def _check_instance_results(out_dir: Path, dataset: str, ann_file: Path) -> list[dict]:
+    split = SplitInfo(ann_file)
+    assert sorted(os.listdir(out_dir)) == [f'{dataset}.bbox.json', f'{dataset}.segm.json']
+    dets = load_instance_results(out_dir / f'{dataset}.segm.json', split)
+    boxes = load_instance_results(out_dir / f'{dataset}.bbox.json', split, masks=False)
+    assert dets and len(boxes) == len(dets)
+    assert {d['category_id'] for d in dets} <= set(CATEGORY_IDS)
+    return dets
+
+
+@pytest.mark.parametrize('model', ['cascade_r50_tiny', 'cascade_convnext_tiny'])
+def test_tiny_detector_trains_and_predicts_with_tta(model, data, trained, tmp_path):
+    root, dataset = data
+    work_dir = trained(model)
+    assert (work_dir / 'last_checkpoint').read_text().strip() == str(work_dir / 'iter_2.pth')
+    tta = ['--tta'] if Config.fromfile(config_path(model)).get('tta_model') else []
+    _test(model, work_dir, data, 'inference', tmp_path, *tta)
+    _check_instance_results(tmp_path, dataset, annotation_path(root, dataset, 'inference'))
+
+
+def test_tiny_semantic_model_trains_and_predicts(data, trained, tmp_path):
+    root, dataset = data
+    _test('mask2former_swinl_tiny', trained('mask2former_swinl_tiny'), data, 'inference',
+          tmp_path)
+    ann_file = annotation_path(root, dataset, 'inference')
+    masks = load_semantic_results(tmp_path / f'{dataset}.sem.json', SplitInfo(ann_file))
+    assert set(masks) == {img['id'] for img in load_json(ann_file)['images']}
+    assert os.listdir(tmp_path) == [f'{dataset}.sem.json']
+
+
+def _printed_metrics(text: str) -> dict[str, float]:
+    """The ``name: value`` lines tools/test.py prints at its end."""
+    return {m[1]: float(m[2]) for m in re.finditer(r'^([\w/]+): (-?[\d.]+)$', text, re.M)}
+
+
+def test_detector_metrics_on_labelled_split_match_pycocotools(data, trained, tmp_path,
+                                                              capsys):
+    root, dataset = data
+    # the hidden ground truth of the inference split: its images are in inference/
+    _test('cascade_r50_tiny', trained('cascade_r50_tiny'), data, 'inference_gt', tmp_path)
+    printed = _printed_metrics(capsys.readouterr().out)
+    ann_file = annotation_path(root, dataset, 'inference_gt')
+    _check_instance_results(tmp_path, dataset, ann_file)
+    gt = COCO(str(ann_file))
+    for iou_type in ('bbox', 'segm'):
+        evaluation = COCOeval(gt, gt.loadRes(str(tmp_path / f'{dataset}.{iou_type}.json')),
+                              iou_type)
+        evaluation.params.maxDets = [100, 300, 1000]  # as MMDetection's CocoMetric
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+        assert printed[f'coco/{iou_type}_mAP'] == round(evaluation.stats[0], 3)
+        assert printed[f'coco/{iou_type}_mAP_50'] == round(evaluation.stats[1], 3)
+
+
+def test_semantic_metrics_on_labelled_split_match_direct_count(data, trained, tmp_path,
+                                                               capsys):
+    root, dataset = data
+    _test('mask2former_swinl_tiny', trained('mask2former_swinl_tiny'), data, 'val', tmp_path)
+    printed = _printed_metrics(capsys.readouterr().out)
+    ann_file = annotation_path(root, dataset, 'val')
+    masks = load_semantic_results(tmp_path / f'{dataset}.sem.json', SplitInfo(ann_file))
+    inter, union = np.zeros(2), np.zeros(2)
+    for img in load_json(ann_file)['images']:
+        gt = np.array(Image.open(semantic_dir(root, dataset, 'val') /
+                                 f'{Path(img["file_name"]).stem}.png'))
+        rle = masks[img['id']]
+        pred = mask_utils.decode(dict(rle, counts=rle['counts'].encode()))
+        for label in (0, 1):
+            inter[label] += np.sum((pred == label) & (gt == label))
+            union[label] += np.sum((pred == label) | (gt == label))
+    assert printed['mIoU'] == pytest.approx(100 * np.mean(inter / union), abs=0.006)
+
+
+def test_resume_continues_from_the_last_checkpoint(data, trained, tmp_path):
+    root, dataset = data
+    work_dir = tmp_path / 'work'
+    shutil.copytree(trained('cascade_r50_tiny'), work_dir)
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_2.pth'))
+    before = set(p.name for p in work_dir.iterdir() if p.is_dir())
+    TRAIN.main([config_path('cascade_r50_tiny'), '--data-root', str(root), '--dataset',
+                dataset, '--work-dir', str(work_dir), '--max-iters', '4', '--resume'])
+    (run, ) = [p for p in work_dir.iterdir() if p.is_dir() and p.name not in before]
+    log = (run / f'{run.name}.log').read_text()
+    assert f'Auto resumed from the latest checkpoint {work_dir / "iter_2.pth"}' in log
+    assert 'resumed epoch: 0, iter: 2' in log
+    assert 'Iter(train) [3/4]' in log and 'Iter(train) [4/4]' in log
+    assert 'Iter(train) [1/4]' not in log
+    assert (work_dir / 'last_checkpoint').read_text().strip() == str(work_dir / 'iter_4.pth')
+    checkpoint = torch.load(work_dir / 'iter_4.pth', map_location='cpu', weights_only=False)
+    assert checkpoint['meta']['iter'] == 4
+
+
+def _free_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return str(sock.getsockname()[1])
+
+
+def _script(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(['bash', *args], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
+                                   **env))
+
+
+@pytest.mark.slow
+def test_train_all_and_test_all_run_two_processes(data, tmp_path):
+    root, dataset = data
+    work_root, out_dir = tmp_path / 'work_dirs', tmp_path / 'results'
+    env = dict(DATA_ROOT=str(root), WORK_ROOT=str(work_root), TRAIN_ARGS='--max-iters 1')
+    done = _script(['scripts/train_all.sh', 'cascade_r50_tiny', '2', dataset],
+                   PORT=_free_port(), **env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    work_dir = work_root / 'cascade_r50_tiny' / dataset
+    assert (work_dir / 'done').read_text().strip() == str(work_dir / 'iter_1.pth')
+    (log, ) = work_dir.glob('*/*.log')
+    text = log.read_text()
+    assert 'Distributed launcher: pytorch' in text and 'GPU number: 2' in text
+
+    again = _script(['scripts/train_all.sh', 'cascade_r50_tiny', '2', dataset], **env)
+    assert again.returncode == 0 and f'cascade_r50_tiny/{dataset}: done before' in again.stdout
+
+    tested = _script(['scripts/test_all.sh', 'cascade_r50_tiny',
+                      str(work_root / 'cascade_r50_tiny'), str(out_dir), '2', dataset],
+                     PORT=_free_port(), **env)
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    _check_instance_results(out_dir, dataset, annotation_path(root, dataset, 'inference'))
+
+
+def _one_line_error(tool, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(argv)
+    message = str(exit_info.value.code)
+    assert message.startswith('error: ') and '\n' not in message
+    return message
+
+
+def test_bad_dataset_or_data_root_or_checkpoint_is_a_one_line_error(data, tmp_path):
+    root, dataset = data
+    config = config_path('cascade_r50_tiny')
+    message = _one_line_error(TRAIN, [config, '--data-root', str(root), '--dataset', 'Nope'])
+    assert f"{root / 'Nope'}: unknown dataset 'Nope' (found: {dataset})" in message
+    message = _one_line_error(TRAIN, [config, '--data-root', str(tmp_path / 'none'),
+                                      '--dataset', dataset])
+    assert f"{tmp_path / 'none'}: data root does not exist" in message
+    common = ['--data-root', str(root), '--out-dir', str(tmp_path / 'out')]
+    message = _one_line_error(TEST, [config, str(tmp_path / 'x.pth'), '--dataset', 'Nope',
+                                     *common])
+    assert 'unknown dataset' in message
+    message = _one_line_error(TEST, [config, str(tmp_path / 'x.pth'), '--dataset', dataset,
+                                     *common])
+    assert f"{tmp_path / 'x.pth'}: checkpoint not found" in message
+    assert not (tmp_path / 'out').exists()
+
+
+def test_batch_scripts_reject_unknown_model_and_missing_data_root(tmp_path):
+    unknown = _script(['scripts/train_all.sh', 'nope_tiny'], DATA_ROOT=str(tmp_path))
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().splitlines() == [
+        f"error: unknown model 'nope_tiny': {REPO}/configs/nope/nope_tiny.py does not exist"]
+    missing = _script(['scripts/test_all.sh', 'cascade_r50', 'ckpts', 'out'],
+                      DATA_ROOT=str(tmp_path / 'none'))
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [
+        f'error: {tmp_path}/none: data root does not exist (set DATA_ROOT)']
