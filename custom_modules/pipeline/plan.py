@@ -1,0 +1,47 @@
+"""What the end-to-end pipeline runs: the four models of the paper and two presets.
+
+``tiny`` is the CPU demo (tiny configs, a few hundred iterations); ``full`` is the
+paper's setting (full configs, their own schedules, 7-scale TTA) for GPU machines.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the ensemble: its short name, config family and role."""
+    name: str
+    family: str
+    semantic: bool = False
+
+    def config(self, preset: str) -> str:
+        suffix = '_tiny' if preset == 'tiny' else ''
+        return f'configs/{self.family}/{self.family}{suffix}.py'
+
+
+# Ensemble order of the paper: model-1 HTC, model-2 Cascade R50, model-3 Cascade ConvNeXt.
+MODELS: dict[str, ModelSpec] = {
+    'htc': ModelSpec('htc', 'htc_cbswinb'),
+    'r50': ModelSpec('r50', 'cascade_r50'),
+    'convnext': ModelSpec('convnext', 'cascade_convnext'),
+    'mask2former': ModelSpec('mask2former', 'mask2former_swinl', semantic=True),
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Training length and data preset of a pipeline run.
+
+    ``instance_iters`` / ``semantic_iters``: ``None`` runs the config's own schedule.
+    ``synthetic_preset``: the generator preset used when the data root must be made.
+    """
+    instance_iters: int | None
+    semantic_iters: int | None
+    synthetic_preset: str
+
+
+PRESETS: dict[str, Preset] = {
+    'tiny': Preset(instance_iters=120, semantic_iters=120, synthetic_preset='demo'),
+    'full': Preset(instance_iters=None, semantic_iters=None, synthetic_preset='full'),
+}

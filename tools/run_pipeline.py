@@ -1,0 +1,131 @@
+"""The paper's whole pipeline on a VISION-layout data root, resumable.
+
+    python tools/run_pipeline.py --data-root ROOT --work-dir DIR [--preset tiny|full]
+        [--datasets A B ...] [--models htc r50 convnext mask2former] [--gpus N]
+        [--synthetic] [--iters N] [--no-val-weights]
+
+Stages: check/merge/semantic masks -> train-only models scored on val (ensemble weights)
+-> train+val models predict the inference split (instance models with TTA) -> semantic
+fusion into HTC -> weighted mask-IoU NMS ensemble -> submission.zip -> scores of every
+stage on the hidden ground truth when the data has one (synthetic data) -> overlays.
+Rerunning skips finished stages and resumes interrupted training.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from custom_modules.evaluation import render_markdown
+from custom_modules.formats import FormatError, atomic_output, dump_json, load_json
+from custom_modules.pipeline import (MODELS, PRESETS, PipelineContext, StageFailed,
+                                     StageRunner, ensemble_weight_metrics, evaluate,
+                                     fuse_and_ensemble, predict_inference, prepare_data,
+                                     python_tool, write_ablation, write_overlays,
+                                     write_submission)
+from custom_modules.vision import available_datasets
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--data-root', required=True, type=Path)
+    parser.add_argument('--work-dir', required=True, type=Path)
+    parser.add_argument('--preset', choices=sorted(PRESETS), default='tiny',
+                        help='tiny: tiny configs, short training (CPU demo); full: the '
+                        'paper\'s configs and schedules (GPU)')
+    parser.add_argument('--datasets', nargs='+', help='default: every dataset of the root')
+    parser.add_argument('--models', nargs='+', choices=list(MODELS), default=list(MODELS),
+                        help='in ensemble order; the first instance model gets the fusion')
+    parser.add_argument('--gpus', type=int, default=1, help='GPUs per training run')
+    parser.add_argument('--synthetic', action='store_true',
+                        help='generate synthetic data into --data-root when it is empty')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data')
+    parser.add_argument('--iters', type=int, default=None,
+                        help='training iterations of every model (default: the preset\'s)')
+    parser.add_argument('--no-val-weights', action='store_true',
+                        help='skip the train-only models; ensemble with equal weights')
+    return parser.parse_args(argv)
+
+
+def ensure_data(args: argparse.Namespace, runner: StageRunner) -> None:
+    has_data = args.data_root.is_dir() and any(args.data_root.glob('*/train'))
+    if has_data or not args.synthetic:
+        return
+    runner.run('data', 'generate synthetic VISION data',
+               python_tool('tools/make_synthetic_vision.py', '--out', args.data_root,
+                           '--seed', args.seed, '--preset',
+                           PRESETS[args.preset].synthetic_preset))
+
+
+def model_table(ctx: PipelineContext) -> Path:
+    """Table 2 for these data: each instance model alone on the hidden ground truth."""
+    groups = {}
+    for model in ctx.instance_models:
+        metrics = load_json(evaluate(ctx, ctx.preds('inference', model.name), 'inference_gt',
+                                     model.name))
+        groups[model.name] = metrics['datasets']
+    out = ctx.work_dir / 'models.md'
+    with atomic_output(out) as f:
+        f.write(render_markdown(groups, ctx.datasets))
+    return out
+
+
+def print_summary(ctx: PipelineContext, outputs: dict[str, Path | None],
+                  total: float) -> None:
+    print('\n' + '=' * 78)
+    for name in ('models', 'ablation'):
+        path = outputs.get(name)
+        if path is not None:
+            print(path.read_text(encoding='utf-8'))
+    print('Time per stage (s): ' + ', '.join(f'{k} {v:.0f}' for k, v in ctx.runner.timings.items())
+          + f'; total {total:.0f}')
+    for name, path in outputs.items():
+        if path is not None:
+            print(f'{name:>12}: {path}')
+
+
+def run(args: argparse.Namespace) -> None:
+    start = time.monotonic()
+    work_dir = args.work_dir
+    runner = StageRunner(work_dir / 'logs')
+    ensure_data(args, runner)
+    datasets = args.datasets or available_datasets(args.data_root)
+    if not datasets:
+        raise FormatError(f'{args.data_root}: no dataset with a train split found')
+    preset = PRESETS[args.preset]
+    if args.iters is not None:
+        preset = replace(preset, instance_iters=args.iters, semantic_iters=args.iters)
+    ctx = PipelineContext(data_root=args.data_root, work_dir=work_dir, datasets=datasets,
+                          models=args.models, preset_name=args.preset, preset=preset,
+                          gpus=args.gpus, runner=runner)
+    print(f'pipeline: {len(datasets)} datasets ({", ".join(datasets)}), models '
+          f'{", ".join(args.models)}, preset {args.preset}, work dir {work_dir}')
+    prepare_data(ctx)
+    weight_files = [] if args.no_val_weights else ensemble_weight_metrics(ctx)
+    predict_inference(ctx)
+    final = fuse_and_ensemble(ctx, weight_files)
+    outputs: dict[str, Path | None] = {'submission': write_submission(ctx, final)}
+    outputs['ablation'] = write_ablation(ctx, weight_files)
+    scored = outputs['ablation'] is not None
+    if scored:
+        outputs['models'] = model_table(ctx)
+    outputs['vis'] = write_overlays(ctx, final, 'inference_gt' if scored else 'inference')
+    total = time.monotonic() - start
+    dump_json({'stages_s': ctx.runner.timings, 'total_s': total}, work_dir / 'timings.json',
+              indent=2)
+    outputs['timings'] = work_dir / 'timings.json'
+    print_summary(ctx, outputs, total)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (FormatError, StageFailed) as err:
+        sys.exit(f'error: {err}')
+
+
+if __name__ == '__main__':
+    main()
