@@ -16,7 +16,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.optim import OptimWrapper
 from mmengine.structures import InstanceData
 
-import custom_modules  # noqa: F401 (registers the models)
+import custom_modules.models  # noqa: F401 (registers the models)
 from custom_modules.engine import adapt_to_device
 from custom_modules.models.detectors.composite import ASSIST_PREFIX
 

@@ -5,7 +5,8 @@
         [--synthetic] [--iters N] [--no-val-weights]
 
 Stages: check/merge/semantic masks -> train-only models scored on val (ensemble weights)
--> train+val models predict the inference split (instance models with TTA) -> semantic
+-> train+val models predict the inference split (instance models with TTA; the tiny
+preset lets the train-only instance models predict instead, to halve training) -> semantic
 fusion into HTC -> weighted mask-IoU NMS ensemble -> submission.zip -> scores of every
 stage on the hidden ground truth when the data has one (synthetic data) -> overlays.
 Rerunning skips finished stages and resumes interrupted training.
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace) -> None:
           f'{", ".join(args.models)}, preset {args.preset}, work dir {work_dir}')
     prepare_data(ctx)
     weight_files = [] if args.no_val_weights else ensemble_weight_metrics(ctx)
-    predict_inference(ctx)
+    predict_inference(ctx, reuse_train_only_models=bool(weight_files)
+                      and not ctx.preset.separate_final_models)
     final = fuse_and_ensemble(ctx, weight_files)
     outputs: dict[str, Path | None] = {'submission': write_submission(ctx, final)}
     outputs['ablation'] = write_ablation(ctx, weight_files)

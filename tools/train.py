@@ -1,7 +1,7 @@
 """Train one model on one dataset of a VISION-layout data root.
 
     python tools/train.py CONFIG --data-root ROOT --dataset NAME [--work-dir DIR]
-        [--split SPLIT] [--max-iters N] [--resume] [--amp] [--cfg-options k=v ...]
+        [--split SPLIT] [--no-validate] [--max-iters N] [--resume] [--amp] [--cfg-options k=v ...]
         [--launcher pytorch]
 
 The dataset and split are chosen here (not by editing the config), so one config serves
@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='training split (default: train_val if present, else train)')
     parser.add_argument('--val-split', default=None,
                         help='validation split (default: val when training on train)')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='do not evaluate during training')
     parser.add_argument('--max-iters', type=int, default=None,
                         help='stop after N iterations (smoke tests and demos)')
     parser.add_argument('--resume', action='store_true',
@@ -39,6 +41,8 @@ def train(args: argparse.Namespace) -> None:
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.no_validate:
+        cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
     adapt_to_device(cfg)
     if args.max_iters is not None:
         limit_iterations(cfg, args.max_iters)

@@ -5,6 +5,7 @@ _base_ = [
     'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
     '../_base_/datasets/vision_instance.py',
     '../_base_/schedules/adamw_10e.py',
+    '../_base_/models/vision_rcnn.py',
     '../_base_/default_runtime.py',
 ]
 
@@ -23,32 +24,8 @@ model = dict(
         # Stem and first stage frozen ("the first two layers" of the paper).
         frozen_stages=1),
     neck=dict(in_channels=[128, 256, 512, 1024]),
-    roi_head=dict(bbox_head=[
-        dict(
-            type='Shared4Conv1FCBBoxHead',
-            in_channels=256,
-            conv_out_channels=256,
-            fc_out_channels=1024,
-            roi_feat_size=7,
-            num_classes=80,
-            norm_cfg=dict(type='SyncBN', requires_grad=True),
-            bbox_coder=dict(
-                type='DeltaXYWHBBoxCoder',
-                target_means=[0., 0., 0., 0.],
-                target_stds=[xy, xy, wh, wh]),
-            # class-agnostic GIoU loss on decoded boxes
-            reg_class_agnostic=True,
-            reg_decoded_bbox=True,
-            loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
-            loss_bbox=dict(type='GIoULoss', loss_weight=10.0))
-        for xy, wh in ((0.1, 0.2), (0.05, 0.1), (0.033, 0.067))
-    ]),
-    test_cfg=dict(
-        rcnn=dict(
-            score_thr=0.001,
-            nms=dict(type='soft_nms', iou_threshold=0.5, min_score=1e-4, method='linear'),
-            max_per_img=100,
-            mask_thr_binary=0.5)))
+    roi_head=dict(bbox_head=_base_.giou_4conv1fc_bbox_heads),
+    test_cfg=dict(rcnn=_base_.soft_nms_rcnn_test_cfg))
 
 # Layer-wise learning-rate decay as in ConvNeXt's detection recipe (0.7 per layer; the
 # backbone counts its layers from its depths), no weight decay on biases, norms and

@@ -4,6 +4,7 @@ _base_ = [
     'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
     '../_base_/datasets/vision_instance.py',
     '../_base_/schedules/adamw_10e.py',
+    '../_base_/models/vision_rcnn.py',
     '../_base_/default_runtime.py',
 ]
 
@@ -13,9 +14,4 @@ model = dict(
         # ImageNet initialisation; off by default where nothing can be downloaded:
         # init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')
         init_cfg=None),
-    test_cfg=dict(
-        rcnn=dict(
-            score_thr=0.001,
-            nms=dict(type='soft_nms', iou_threshold=0.5, min_score=1e-4, method='linear'),
-            max_per_img=100,
-            mask_thr_binary=0.5)))
+    test_cfg=dict(rcnn=_base_.soft_nms_rcnn_test_cfg))

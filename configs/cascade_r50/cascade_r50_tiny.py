@@ -1,5 +1,5 @@
 # Tiny Cascade Mask R-CNN (ResNet-18 at quarter width) for CPU tests and the demo:
-# the code paths of cascade_r50.py with smaller widths, depths and image scales.
+# the code paths of cascade_r50.py with smaller widths, depths, image scales and RoI counts.
 _base_ = ['./cascade_r50.py', '../_base_/datasets/vision_instance_tiny.py']
 
 width = 32
@@ -12,7 +12,12 @@ model = dict(
         bbox_head=[dict(head, in_channels=width, fc_out_channels=2 * width)
                    for head in _base_.model.roi_head.bbox_head],
         mask_roi_extractor=dict(out_channels=width),
-        mask_head=dict(in_channels=width, conv_out_channels=width)))
+        mask_head=dict(in_channels=width, conv_out_channels=width)),
+    # Fewer proposals and sampled RoIs: RoIAlign's backward dominates a CPU step.
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=500, max_per_img=500),
+        rcnn=[dict(stage, sampler=dict(stage.sampler, num=128))
+              for stage in _base_.model.train_cfg.rcnn]))
 
 train_dataloader = dict(num_workers=0, persistent_workers=False,
                         dataset=dict(dataset=dict(pipeline=_base_.tiny_train_pipeline)))

@@ -3,6 +3,7 @@ _base_ = [
     '../_base_/models/htc-without-semantic_r50_fpn.py',
     '../_base_/datasets/vision_instance.py',
     '../_base_/schedules/adamw_10e.py',
+    '../_base_/models/vision_rcnn.py',
     '../_base_/default_runtime.py',
 ]
 
@@ -44,26 +45,7 @@ model = dict(
         convert_weights=True,
         init_cfg=None),
     neck=dict(type='CBFPN', in_channels=[128, 256, 512, 1024], out_channels=256, num_outs=5),
-    roi_head=dict(bbox_head=[
-        dict(
-            type='Shared4Conv1FCBBoxHead',
-            in_channels=256,
-            conv_out_channels=256,
-            fc_out_channels=1024,
-            roi_feat_size=7,
-            num_classes=80,
-            norm_cfg=dict(type='SyncBN', requires_grad=True),
-            bbox_coder=dict(
-                type='DeltaXYWHBBoxCoder',
-                target_means=[0., 0., 0., 0.],
-                target_stds=[xy, xy, wh, wh]),
-            # class-agnostic GIoU loss on decoded boxes
-            reg_class_agnostic=True,
-            reg_decoded_bbox=True,
-            loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
-            loss_bbox=dict(type='GIoULoss', loss_weight=10.0))
-        for xy, wh in ((0.1, 0.2), (0.05, 0.1), (0.033, 0.067))
-    ]),
+    roi_head=dict(bbox_head=_base_.giou_4conv1fc_bbox_heads),
     train_cfg=dict(
         # RPN: 2000 proposals in training (rpn_proposal), 1000 at test (base).
         rcnn=[
@@ -76,9 +58,4 @@ model = dict(
                 pos_weight=-1,
                 debug=False) for iou in (0.4, 0.5, 0.6)
         ]),
-    test_cfg=dict(
-        rcnn=dict(
-            score_thr=0.001,
-            nms=dict(type='soft_nms', method='linear', iou_threshold=0.5, min_score=1e-4),
-            max_per_img=100,
-            mask_thr_binary=0.5)))
+    test_cfg=dict(rcnn=_base_.soft_nms_rcnn_test_cfg))

@@ -97,12 +97,14 @@ def adapt_to_device(cfg: Config) -> None:
 
 def limit_iterations(cfg: Config, max_iters: int) -> None:
     """Train for ``max_iters`` iterations instead of the schedule (smoke tests, demos):
-    an iteration-based loop that validates and saves a checkpoint at the end."""
+    an iteration-based loop that validates and saves a checkpoint at the end, with the
+    epoch-based decay dropped and the warm-up kept within the first fifth."""
     cfg.train_cfg = ConfigDict(type='IterBasedTrainLoop', max_iters=max_iters,
                                val_interval=max_iters)
     cfg.param_scheduler = [s for s in cfg.get('param_scheduler', []) if not s.get('by_epoch', True)]
     for sched in cfg.param_scheduler:
-        sched.end = min(sched.end, max_iters)
+        is_warm_up = sched.type == 'LinearLR' and sched.get('begin', 0) == 0
+        sched.end = min(sched.end, max(1, max_iters // 5) if is_warm_up else max_iters)
     cfg.default_hooks.checkpoint.update(by_epoch=False, interval=max_iters)
     cfg.log_processor = ConfigDict(cfg.get('log_processor', {}), by_epoch=False)
     cfg.default_hooks.logger.interval = min(cfg.default_hooks.logger.get('interval', 50),

@@ -74,6 +74,10 @@ def train(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split: str
     iters = ctx.preset.semantic_iters if model.semantic else ctx.preset.instance_iters
     if iters is not None:
         args += ['--max-iters', iters]
+    if not model.semantic and ctx.preset.instance_train_options:
+        args += ['--cfg-options', *ctx.preset.instance_train_options]
+    if train_split == 'train':  # scored on val by the pipeline itself
+        args.append('--no-validate')
     if (run_dir / 'last_checkpoint').exists():
         args.append('--resume')
     command = (['bash', 'tools/dist_train.sh', config, ctx.gpus, *args] if ctx.gpus > 1
@@ -125,12 +129,18 @@ def ensemble_weight_metrics(ctx: PipelineContext) -> list[Path]:
     return metric_files
 
 
-def predict_inference(ctx: PipelineContext) -> None:
-    """Train every model on train+val and predict the inference split."""
-    models = ctx.instance_models + ([ctx.semantic_model] if ctx.semantic_model else [])
-    for model in models:
+def predict_inference(ctx: PipelineContext, reuse_train_only_models: bool) -> None:
+    """Predict the inference split with every model: the semantic model and (unless
+    ``reuse_train_only_models``) the instance models trained on train+val."""
+    instance_split = 'train' if reuse_train_only_models else 'train_val'
+    for model in ctx.instance_models:
         for dataset in ctx.datasets:
-            predict(ctx, model, dataset, train(ctx, model, dataset, 'train_val'), 'inference')
+            predict(ctx, model, dataset, train(ctx, model, dataset, instance_split),
+                    'inference')
+    if ctx.semantic_model is not None:
+        for dataset in ctx.datasets:
+            predict(ctx, ctx.semantic_model, dataset,
+                    train(ctx, ctx.semantic_model, dataset, 'train_val'), 'inference')
 
 
 def _weight_args(weight_files: list[Path], num_inputs: int) -> list[object]:

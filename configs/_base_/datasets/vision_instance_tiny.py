@@ -14,6 +14,8 @@ tiny_train_pipeline = [
     dict(type='RandomChoiceResize', scales=tiny_train_scales, keep_ratio=True),
     dict(type='RandomCrop', crop_type='absolute', crop_size=tiny_crop_size,
          allow_negative_crop=False, recompute_bbox=True),
+    # drop objects the crop cut to a sliver (degenerate boxes give NaN box losses)
+    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2), by_mask=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]

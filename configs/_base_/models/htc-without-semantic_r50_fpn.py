@@ -7,7 +7,9 @@ _base_ = 'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py'
 model = dict(
     type='HybridTaskCascade',
     roi_head=dict(
-        type='HybridTaskCascadeRoIHead',
+        # HybridTaskCascadeRoIHead averaging all stages' masks at test time, as HTC
+        # and MMDetection 2 do (MMDetection 3.3 keeps only the last stage's).
+        type='StageMeanHTCRoIHead',
         interleaved=True,
         mask_info_flow=True,
         mask_head=[
