@@ -13,7 +13,7 @@ test: install
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 demo: install
-	$(PYTHON) tools/run_pipeline.py --data-root $(DATA_ROOT) --work-dir work_dirs/demo --preset tiny --synthetic
+	$(PYTHON) tools/run_pipeline.py --data-root $(DATA_ROOT) --work-dir work_dirs/demo --preset tiny --synthetic --jobs 2
 
 clean-demo:
 	rm -rf work_dirs/demo

@@ -1,7 +1,7 @@
 """The paper's whole pipeline on a VISION-layout data root, resumable.
 
     python tools/run_pipeline.py --data-root ROOT --work-dir DIR [--preset tiny|full]
-        [--datasets A B ...] [--models htc r50 convnext mask2former] [--gpus N]
+        [--datasets A B ...] [--models htc r50 convnext mask2former] [--gpus N] [--jobs J]
         [--synthetic] [--iters N] [--no-val-weights]
 
 Stages: check/merge/semantic masks -> train-only models scored on val (ensemble weights)
@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--models', nargs='+', choices=list(MODELS), default=list(MODELS),
                         help='in ensemble order; the first instance model gets the fusion')
     parser.add_argument('--gpus', type=int, default=1, help='GPUs per training run')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='datasets trained and predicted at a time, each on its own GPUs '
+                        '(--gpus each) or, without CUDA, its share of the CPU cores')
     parser.add_argument('--synthetic', action='store_true',
                         help='generate synthetic data into --data-root when it is empty')
     parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data')
@@ -100,7 +103,7 @@ def run(args: argparse.Namespace) -> None:
         preset = replace(preset, instance_iters=args.iters, semantic_iters=args.iters)
     ctx = PipelineContext(data_root=args.data_root, work_dir=work_dir, datasets=datasets,
                           models=args.models, preset_name=args.preset, preset=preset,
-                          gpus=args.gpus, runner=runner)
+                          gpus=args.gpus, runner=runner, jobs=args.jobs)
     print(f'pipeline: {len(datasets)} datasets ({", ".join(datasets)}), models '
           f'{", ".join(args.models)}, preset {args.preset}, work dir {work_dir}')
     prepare_data(ctx)

@@ -11,10 +11,11 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 PROGRESS_LINE = re.compile(r'(Iter|Epoch)\((train|val|test)\)|Error|error:|eta:')
 
@@ -24,27 +25,36 @@ class StageFailed(RuntimeError):
 
 
 class StageRunner:
-    """Runs commands, records per-stage wall time, skips finished stages."""
+    """Runs commands, records the time spent per stage, skips finished stages.
+
+    Safe to call from several threads (the driver's parallel jobs): each call owns its
+    process and log file. Stage times add up the runs of a stage, so with parallel jobs
+    they can exceed the wall-clock time.
+    """
 
     def __init__(self, log_dir: Path):
         self.log_dir = log_dir
         self.timings: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
 
-    def run(self, stage: str, label: str, argv: Sequence[str], outputs: Sequence[Path] = (),
-            log_name: str | None = None) -> bool:
+    def run(self, stage: str, label: str, argv: Sequence[object], outputs: Sequence[Path] = (),
+            env: Mapping[str, str] | None = None) -> bool:
         """Run ``argv`` unless every path in ``outputs`` exists.
 
         Returns whether it ran. ``stage`` groups the timing; ``label`` names this step
-        in the console and in the log file name.
+        in the console and in the log file name; ``env`` adds environment variables
+        (e.g. the device slot of a parallel job).
         """
         if outputs and all(Path(p).exists() for p in outputs):
             print(f'[{stage}] {label}: done before, skipped')
             return False
-        log_path = self.log_dir / f'{log_name or _slug(f"{stage}_{label}")}.log'
+        log_path = self.log_dir / f'{_slug(f"{stage}_{label}")}.log'
         log_path.parent.mkdir(parents=True, exist_ok=True)
         print(f'[{stage}] {label}: running (log: {log_path})', flush=True)
         start = time.monotonic()
-        env = dict(os.environ, PYTHONUNBUFFERED='1')  # progress lines as they happen
+        # progress lines as they happen; the shell launchers use this interpreter
+        env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
+        env.setdefault('PYTHON', sys.executable)
         with open(log_path, 'w', encoding='utf-8', buffering=1) as log:
             proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
@@ -55,7 +65,8 @@ class StageRunner:
                     print(f'    [{stage} {label}] {_short(line)}', flush=True)
             code = proc.wait()
         elapsed = time.monotonic() - start
-        self.timings[stage] += elapsed
+        with self._lock:
+            self.timings[stage] += elapsed
         if code != 0:
             tail = ''.join(log_path.read_text(encoding='utf-8').splitlines(True)[-15:])
             raise StageFailed(f'{stage} {label} failed (exit {code}); see {log_path}:\n{tail}')

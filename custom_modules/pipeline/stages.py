@@ -9,9 +9,15 @@ Layout of a pipeline work dir::
 """
 from __future__ import annotations
 
+import os
+import queue
 import shutil
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+import torch
 
 from custom_modules.formats import instance_results_path, semantic_results_path
 from custom_modules.vision import annotation_path
@@ -33,7 +39,7 @@ class PipelineContext:
     preset: Preset
     gpus: int
     runner: StageRunner
-    extra_train_args: list[str] = field(default_factory=list)
+    jobs: int = 1
 
     @property
     def instance_models(self) -> list[ModelSpec]:
@@ -53,6 +59,43 @@ class PipelineContext:
         return self.work_dir / 'models' / model.name / train_split / dataset
 
 
+def slot_env(ctx: PipelineContext, slot: int) -> dict[str, str]:
+    """Environment of parallel job ``slot``: its own GPUs (``ctx.gpus`` each) and
+    rendezvous port, or on a CPU machine its share of the cores."""
+    if ctx.jobs == 1:
+        return {}
+    env = {'PORT': str(29500 + slot)}
+    if torch.cuda.is_available():
+        first = slot * ctx.gpus
+        env['CUDA_VISIBLE_DEVICES'] = ','.join(map(str, range(first, first + ctx.gpus)))
+    else:
+        env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // ctx.jobs))
+    return env
+
+
+def for_each_dataset(ctx: PipelineContext, work: Callable[[str, dict[str, str]], None]) -> None:
+    """``work(dataset, env)`` for every dataset, ``ctx.jobs`` datasets at a time, each
+    job on its own device slot; the first failure is raised once the others end."""
+    if ctx.jobs == 1:
+        for dataset in ctx.datasets:
+            work(dataset, {})
+        return
+    free_slots: queue.Queue[int] = queue.Queue()
+    for slot in range(ctx.jobs):
+        free_slots.put(slot)
+
+    def in_slot(dataset: str) -> None:
+        slot = free_slots.get()
+        try:
+            work(dataset, slot_env(ctx, slot))
+        finally:
+            free_slots.put(slot)
+
+    with ThreadPoolExecutor(ctx.jobs) as pool:
+        for future in [pool.submit(in_slot, d) for d in ctx.datasets]:
+            future.result()
+
+
 def prepare_data(ctx: PipelineContext) -> None:
     """Validate the data root, merge train+val and write the binary semantic masks."""
     tool = 'tools/dataset_converters/vision.py'
@@ -64,13 +107,14 @@ def prepare_data(ctx: PipelineContext) -> None:
                    outputs=[root / d / 'semantic' / 'train_val' for d in ctx.datasets])
 
 
-def train(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split: str) -> Path:
+def train(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split: str,
+          env: dict[str, str]) -> Path:
     """Train (or resume) one model on one dataset; return its final checkpoint."""
     run_dir = ctx.run_dir(model, train_split, dataset)
     finished = run_dir / FINISHED_MARKER
     config = model.config(ctx.preset_name)
     args: list[object] = ['--data-root', ctx.data_root, '--dataset', dataset, '--split',
-                          train_split, '--work-dir', run_dir, *ctx.extra_train_args]
+                          train_split, '--work-dir', run_dir]
     iters = ctx.preset.semantic_iters if model.semantic else ctx.preset.instance_iters
     if iters is not None:
         args += ['--max-iters', iters]
@@ -83,13 +127,13 @@ def train(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split: str
     command = (['bash', 'tools/dist_train.sh', config, ctx.gpus, *args] if ctx.gpus > 1
                else python_tool('tools/train.py', config, *args))
     if ctx.runner.run('train', f'{model.name} {dataset} ({train_split})', command,
-                      outputs=[finished]):
+                      outputs=[finished], env=env):
         finished.write_text('')
     return Path((run_dir / 'last_checkpoint').read_text().strip())
 
 
 def predict(ctx: PipelineContext, model: ModelSpec, dataset: str, checkpoint: Path,
-            split: str) -> Path:
+            split: str, env: dict[str, str]) -> Path:
     """Predict ``split`` (instance models with TTA) into ``preds/<split>/<model>``."""
     out_dir = ctx.preds(split, model.name)
     output = (semantic_results_path(out_dir, dataset) if model.semantic
@@ -100,7 +144,8 @@ def predict(ctx: PipelineContext, model: ModelSpec, dataset: str, checkpoint: Pa
                           ctx.run_dir(model, f'test_{split}', dataset))
     if not model.semantic:
         command.append('--tta')
-    ctx.runner.run('predict', f'{model.name} {dataset} ({split})', command, outputs=[output])
+    ctx.runner.run('predict', f'{model.name} {dataset} ({split})', command, outputs=[output],
+                   env=env)
     return output
 
 
@@ -123,8 +168,8 @@ def ensemble_weight_metrics(ctx: PipelineContext) -> list[Path]:
     """
     metric_files = []
     for model in ctx.instance_models:
-        for dataset in ctx.datasets:
-            predict(ctx, model, dataset, train(ctx, model, dataset, 'train'), 'val')
+        for_each_dataset(ctx, lambda dataset, env, model=model: predict(
+            ctx, model, dataset, train(ctx, model, dataset, 'train', env), 'val', env))
         metric_files.append(evaluate(ctx, ctx.preds('val', model.name), 'val', model.name))
     return metric_files
 
@@ -132,15 +177,14 @@ def ensemble_weight_metrics(ctx: PipelineContext) -> list[Path]:
 def predict_inference(ctx: PipelineContext, reuse_train_only_models: bool) -> None:
     """Predict the inference split with every model: the semantic model and (unless
     ``reuse_train_only_models``) the instance models trained on train+val."""
-    instance_split = 'train' if reuse_train_only_models else 'train_val'
-    for model in ctx.instance_models:
-        for dataset in ctx.datasets:
-            predict(ctx, model, dataset, train(ctx, model, dataset, instance_split),
-                    'inference')
+    splits = {m.name: 'train' if reuse_train_only_models else 'train_val'
+              for m in ctx.instance_models}
     if ctx.semantic_model is not None:
-        for dataset in ctx.datasets:
-            predict(ctx, ctx.semantic_model, dataset,
-                    train(ctx, ctx.semantic_model, dataset, 'train_val'), 'inference')
+        splits[ctx.semantic_model.name] = 'train_val'
+    for name, split in splits.items():
+        model = MODELS[name]
+        for_each_dataset(ctx, lambda dataset, env, model=model, split=split: predict(
+            ctx, model, dataset, train(ctx, model, dataset, split, env), 'inference', env))
 
 
 def _weight_args(weight_files: list[Path], num_inputs: int) -> list[object]:

@@ -48,19 +48,19 @@ THEMES: tuple[Theme, ...] = (
         DefectClass('inclusion', defects.spot((38, 33, 30)), (0.05, 0.12)),
         DefectClass('shrinkage_pit', defects.pit(), (0.08, 0.2)),
     ), first_id=1, size=(1024, 1280), counts=(40, 12, 150), size_jitter=0.3),
+    Theme('SynScrew', scenes.part_on_fixture('socket', textures.brushed_metal), (
+        DefectClass('chip', defects.chip, (0.08, 0.2)),
+    ), first_id=0, size=(1024, 1024), counts=(40, 10, 200)),
+    Theme('SynWood', scenes.surface(textures.wood_grain), (
+        DefectClass('crack', defects.crack, (0.25, 0.6)),
+        DefectClass('resin_stain', defects.stain((70, 38, 18)), (0.12, 0.35), large_prob=0.05),
+    ), first_id=1, size=(1200, 1600), counts=(30, 10, 120)),
     Theme('SynPCB', scenes.pcb, (
         DefectClass('missing_pad', defects.missing_pad, (0.05, 0.1)),
         DefectClass('open_trace', defects.open_trace, (0.06, 0.12)),
         DefectClass('spur', defects.spur, (0.06, 0.14)),
         DefectClass('spurious_copper', defects.extra_copper, (0.04, 0.1)),
     ), first_id=0, size=(1312, 2400), counts=(36, 10, 200)),
-    Theme('SynWood', scenes.surface(textures.wood_grain), (
-        DefectClass('crack', defects.crack, (0.25, 0.6)),
-        DefectClass('resin_stain', defects.stain((70, 38, 18)), (0.12, 0.35), large_prob=0.05),
-    ), first_id=1, size=(1200, 1600), counts=(30, 10, 120)),
-    Theme('SynScrew', scenes.part_on_fixture('socket', textures.brushed_metal), (
-        DefectClass('chip', defects.chip, (0.08, 0.2)),
-    ), first_id=0, size=(1024, 1024), counts=(40, 10, 200)),
     Theme('SynMetalPlate', scenes.part_on_fixture('plate', textures.brushed_metal), (
         DefectClass('scratch', defects.scratch(bright=True), (0.2, 0.5)),
         DefectClass('dent', defects.pit(), (0.06, 0.15)),
