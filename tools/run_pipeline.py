@@ -22,10 +22,9 @@ from pathlib import Path
 from custom_modules.evaluation import render_markdown
 from custom_modules.formats import FormatError, atomic_output, dump_json, load_json
 from custom_modules.pipeline import (MODELS, PRESETS, PipelineContext, StageFailed,
-                                     StageRunner, ensemble_weight_metrics, evaluate,
-                                     fuse_and_ensemble, predict_inference, prepare_data,
-                                     python_tool, write_ablation, write_overlays,
-                                     write_submission)
+                                     StageRunner, evaluate, fuse_and_ensemble, prepare_data,
+                                     python_tool, train_and_predict, write_ablation,
+                                     write_overlays, write_submission)
 from custom_modules.vision import available_datasets
 
 
@@ -107,9 +106,7 @@ def run(args: argparse.Namespace) -> None:
     print(f'pipeline: {len(datasets)} datasets ({", ".join(datasets)}), models '
           f'{", ".join(args.models)}, preset {args.preset}, work dir {work_dir}')
     prepare_data(ctx)
-    weight_files = [] if args.no_val_weights else ensemble_weight_metrics(ctx)
-    predict_inference(ctx, reuse_train_only_models=bool(weight_files)
-                      and not ctx.preset.separate_final_models)
+    weight_files = train_and_predict(ctx, weights_from_val=not args.no_val_weights)
     final = fuse_and_ensemble(ctx, weight_files)
     outputs: dict[str, Path | None] = {'submission': write_submission(ctx, final)}
     outputs['ablation'] = write_ablation(ctx, weight_files)

@@ -2,12 +2,11 @@
 as a resumable sequence of the project's own tools."""
 from .plan import MODELS, PRESETS, ModelSpec, Preset
 from .runner import StageFailed, StageRunner, python_tool
-from .stages import (PipelineContext, ensemble_weight_metrics, evaluate, fuse_and_ensemble,
-                     predict_inference, prepare_data, write_ablation, write_overlays,
-                     write_submission)
+from .stages import (PipelineContext, evaluate, fuse_and_ensemble, prepare_data,
+                     train_and_predict, write_ablation, write_overlays, write_submission)
 
 __all__ = [
     'MODELS', 'PRESETS', 'ModelSpec', 'Preset', 'StageFailed', 'StageRunner', 'python_tool',
-    'PipelineContext', 'ensemble_weight_metrics', 'evaluate', 'fuse_and_ensemble',
-    'predict_inference', 'prepare_data', 'write_ablation', 'write_overlays', 'write_submission'
+    'PipelineContext', 'evaluate', 'fuse_and_ensemble', 'prepare_data', 'train_and_predict',
+    'write_ablation', 'write_overlays', 'write_submission'
 ]

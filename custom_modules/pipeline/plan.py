@@ -51,7 +51,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     # A few minutes of CPU per model: a higher learning rate (with gradient clipping)
     # than the paper's fine-tuning rate, since the tiny models start from scratch.
-    'tiny': Preset(instance_iters=200, semantic_iters=200, synthetic_preset='demo',
+    'tiny': Preset(instance_iters=200, semantic_iters=500, synthetic_preset='demo',
                    separate_final_models=False,
                    instance_train_options=('optim_wrapper.optimizer.lr=6e-4',
                                            'optim_wrapper.clip_grad.max_norm=10')),

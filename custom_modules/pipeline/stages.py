@@ -14,6 +14,7 @@ import queue
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -73,26 +74,26 @@ def slot_env(ctx: PipelineContext, slot: int) -> dict[str, str]:
     return env
 
 
-def for_each_dataset(ctx: PipelineContext, work: Callable[[str, dict[str, str]], None]) -> None:
-    """``work(dataset, env)`` for every dataset, ``ctx.jobs`` datasets at a time, each
-    job on its own device slot; the first failure is raised once the others end."""
+def run_parallel(ctx: PipelineContext, tasks: list[Callable[[dict[str, str]], None]]) -> None:
+    """``task(env)`` for every task, ``ctx.jobs`` at a time, each on its own device slot
+    (in order: put the longest first); the first failure is raised once the others end."""
     if ctx.jobs == 1:
-        for dataset in ctx.datasets:
-            work(dataset, {})
+        for task in tasks:
+            task({})
         return
     free_slots: queue.Queue[int] = queue.Queue()
     for slot in range(ctx.jobs):
         free_slots.put(slot)
 
-    def in_slot(dataset: str) -> None:
+    def in_slot(task: Callable[[dict[str, str]], None]) -> None:
         slot = free_slots.get()
         try:
-            work(dataset, slot_env(ctx, slot))
+            task(slot_env(ctx, slot))
         finally:
             free_slots.put(slot)
 
     with ThreadPoolExecutor(ctx.jobs) as pool:
-        for future in [pool.submit(in_slot, d) for d in ctx.datasets]:
+        for future in [pool.submit(in_slot, task) for task in tasks]:
             future.result()
 
 
@@ -160,31 +161,36 @@ def evaluate(ctx: PipelineContext, pred_dir: Path, split: str, name: str) -> Pat
     return out
 
 
-def ensemble_weight_metrics(ctx: PipelineContext) -> list[Path]:
-    """Val metrics of each instance model trained on ``train`` only: the ensemble weights.
+def train_and_predict(ctx: PipelineContext, weights_from_val: bool) -> list[Path]:
+    """Train every model on every dataset and predict; return the val metrics files
+    that weight the ensemble (none without ``weights_from_val``).
 
-    The final models see val during training, so their val scores would be biased;
-    models trained without val give honest weights.
+    Ensemble weights come from instance models trained on train only and scored on val
+    (models that saw val would score it too well). The inference split is predicted by
+    models trained on train+val, or, with ``separate_final_models`` off (the CPU demo),
+    by the same train-only models. Each (model, dataset) pair is one parallel job.
     """
-    metric_files = []
-    for model in ctx.instance_models:
-        for_each_dataset(ctx, lambda dataset, env, model=model: predict(
-            ctx, model, dataset, train(ctx, model, dataset, 'train', env), 'val', env))
-        metric_files.append(evaluate(ctx, ctx.preds('val', model.name), 'val', model.name))
-    return metric_files
+    reuse = weights_from_val and not ctx.preset.separate_final_models
 
+    def instance_job(model: ModelSpec, dataset: str, env: dict[str, str]) -> None:
+        if weights_from_val:
+            checkpoint = train(ctx, model, dataset, 'train', env)
+            predict(ctx, model, dataset, checkpoint, 'val', env)
+        if not reuse:
+            checkpoint = train(ctx, model, dataset, 'train_val', env)
+        predict(ctx, model, dataset, checkpoint, 'inference', env)
 
-def predict_inference(ctx: PipelineContext, reuse_train_only_models: bool) -> None:
-    """Predict the inference split with every model: the semantic model and (unless
-    ``reuse_train_only_models``) the instance models trained on train+val."""
-    splits = {m.name: 'train' if reuse_train_only_models else 'train_val'
-              for m in ctx.instance_models}
+    def semantic_job(model: ModelSpec, dataset: str, env: dict[str, str]) -> None:
+        checkpoint = train(ctx, model, dataset, 'train_val', env)
+        predict(ctx, model, dataset, checkpoint, 'inference', env)
+
+    tasks = [partial(instance_job, m, d) for m in ctx.instance_models for d in ctx.datasets]
     if ctx.semantic_model is not None:
-        splits[ctx.semantic_model.name] = 'train_val'
-    for name, split in splits.items():
-        model = MODELS[name]
-        for_each_dataset(ctx, lambda dataset, env, model=model, split=split: predict(
-            ctx, model, dataset, train(ctx, model, dataset, split, env), 'inference', env))
+        tasks += [partial(semantic_job, ctx.semantic_model, d) for d in ctx.datasets]
+    run_parallel(ctx, tasks)
+    if not weights_from_val:
+        return []
+    return [evaluate(ctx, ctx.preds('val', m.name), 'val', m.name) for m in ctx.instance_models]
 
 
 def _weight_args(weight_files: list[Path], num_inputs: int) -> list[object]:
