@@ -19,6 +19,7 @@ from pycocotools import mask as mask_utils
 
 from custom_modules.datasets import VisionSemanticDataset
 from custom_modules.engine import adapt_to_device, load_config
+from custom_modules.engine.layer_decay import LayerDecayOptimWrapperConstructor  # noqa: F401
 from custom_modules.evaluation.semantic_writer import SemanticResultsWriter
 from custom_modules.formats import FormatError, SplitInfo, load_json, load_semantic_results
 from custom_modules.models.backbones import TimmConvNeXt
@@ -88,7 +89,9 @@ def test_full_semantic_model_builds_and_predicts(data):
 def _mmdet_name(name: str) -> str:
     """A timm ConvNeXt parameter name in MMPretrain's ConvNeXt naming, the one
     MMDetection's layer-decay rule reads."""
-    parts = name.split('.')  # backbone.body.<module>.<rest>
+    parts = name.split('.')  # backbone.body.<module>.<rest> or backbone.norm<i>.<rest>
+    if parts[1].startswith('norm'):
+        return name
     head, rest = parts[2], parts[3:]
     if head.startswith('stem'):
         return '.'.join(['backbone.downsample_layers.0', head.split('_')[1]] + rest)

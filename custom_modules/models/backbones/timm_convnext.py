@@ -1,8 +1,9 @@
 """ConvNeXt from timm as an MMDetection backbone (model-3 of the paper's ensemble).
 
 timm provides the architecture and its ImageNet-22k weights (``convnext_base.fb_in22k``);
-this wrapper adds what a detector needs around it: the four stage outputs, stage freezing
-and per-parameter layer ids for layer-wise learning-rate decay
+this wrapper adds what a detector needs around it: the four stage outputs, each through
+its own LayerNorm as in ConvNeXt's detection backbone, stage freezing and per-parameter
+layer ids for layer-wise learning-rate decay
 (:class:`~custom_modules.engine.layer_decay.LayerDecayOptimWrapperConstructor`).
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import timm
 import torch
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
+from timm.layers import LayerNorm2d
 
 
 @MODELS.register_module()
@@ -39,11 +41,16 @@ class TimmConvNeXt(BaseModule):
                                       drop_path_rate=drop_path_rate, **timm_kwargs)
         self.depths = tuple(len(self.body[f'stages_{i}'].blocks) for i in range(4))
         self.out_channels = tuple(self.body.feature_info.channels())
+        # timm's stage outputs are the un-normalised residual stream; without these norms
+        # a bias shift reaches every position of the FPN input and its gradient swamps
+        # the others (seen as a model that does not learn from scratch).
+        for i, channels in enumerate(self.out_channels):
+            self.add_module(f'norm{i}', LayerNorm2d(channels))
         self.frozen_stages = frozen_stages
         self._freeze()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.body(x))
+        return tuple(getattr(self, f'norm{i}')(feat) for i, feat in enumerate(self.body(x)))
 
     def _frozen_modules(self) -> list[torch.nn.Module]:
         if self.frozen_stages < 0:
@@ -73,6 +80,8 @@ class TimmConvNeXt(BaseModule):
         learning-rate decay, as ConvNeXt's detection recipe counts it: stem 0, stage 0 is
         1, stage 1 is 2, stage 2 every three blocks one more from 3, stage 3 the last."""
         parts = name.split('.')
+        if parts[0].startswith('norm'):  # output norms: the rate of the heads
+            return self.num_layers + 1
         if parts[0] != 'body':
             raise ValueError(f'{name}: not a parameter of the timm model')
         if parts[1].startswith('stem'):
