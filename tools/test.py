@@ -19,7 +19,8 @@ from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 from custom_modules.engine import (adapt_to_device, add_common_arguments, configure_test,
-                                   prepare_config, publish_results, use_tta)
+                                   leave_process_group, prepare_config, publish_results,
+                                   use_tta)
 from custom_modules.formats import FormatError
 from custom_modules.vision import annotation_path
 
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         test(args)
     except FormatError as err:
         sys.exit(f'error: {err}')
+    leave_process_group()
 
 
 if __name__ == '__main__':

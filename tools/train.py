@@ -14,8 +14,8 @@ import sys
 
 from mmengine.runner import Runner
 
-from custom_modules.engine import (add_common_arguments, adapt_to_device, limit_iterations,
-                                   prepare_config)
+from custom_modules.engine import (adapt_to_device, add_common_arguments, leave_process_group,
+                                   limit_iterations, prepare_config)
 from custom_modules.formats import FormatError
 
 
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         train(args)
     except FormatError as err:
         sys.exit(f'error: {err}')
+    leave_process_group()
 
 
 if __name__ == '__main__':

@@ -14,7 +14,8 @@ from mmengine.config import Config, ConfigDict, DictAction
 from custom_modules.vision.selection import select_dataset
 
 __all__ = ['DictAction', 'load_config', 'adapt_to_device', 'limit_iterations',
-           'allow_trusted_checkpoints', 'add_common_arguments', 'prepare_config']
+           'allow_trusted_checkpoints', 'add_common_arguments', 'prepare_config',
+           'leave_process_group']
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +110,15 @@ def limit_iterations(cfg: Config, max_iters: int) -> None:
     cfg.log_processor = ConfigDict(cfg.get('log_processor', {}), by_epoch=False)
     cfg.default_hooks.logger.interval = min(cfg.default_hooks.logger.get('interval', 50),
                                             max(1, max_iters // 5))
+
+
+def leave_process_group() -> None:
+    """Destroy the distributed process group, if any, before the interpreter exits:
+    left alive, gloo's threads can abort a finished run at exit ("terminate called
+    without an active exception")."""
+    if torch_dist.is_initialized():
+        torch_dist.barrier()  # no rank tears down while another still communicates
+        torch_dist.destroy_process_group()
 
 
 def allow_trusted_checkpoints() -> None:
