@@ -18,7 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-import torch
 
 from custom_modules.formats import instance_results_path, semantic_results_path
 from custom_modules.vision import annotation_path
@@ -65,6 +64,8 @@ def slot_env(ctx: PipelineContext, slot: int) -> dict[str, str]:
     rendezvous port, or on a CPU machine its share of the cores."""
     if ctx.jobs == 1:
         return {}
+    import torch  # here, not at start-up: the driver itself needs torch only for this
+
     env = {'PORT': str(29500 + slot)}
     if torch.cuda.is_available():
         first = slot * ctx.gpus
