@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 from mmdet.engine.optimizers.layer_decay_optimizer_constructor import get_layer_id_for_convnext
 from mmdet.structures import DetDataSample
 from mmengine.optim import build_optim_wrapper
@@ -69,6 +70,24 @@ def test_full_detector_builds_and_predicts(data, model, channels):
     inst = pred.pred_instances
     assert inst.masks.shape[1:] == (h, w)
     assert len(inst) <= 100 and (inst.labels < 2).all()
+
+
+@pytest.mark.parametrize('model', ['htc_cbswinb_tiny', 'cascade_r50_tiny',
+                                   'cascade_convnext_tiny'])
+def test_roi_features_are_pooled_from_the_right_pixels(data, model):
+    # mmcv's RoIAlign reads its input as NCHW memory: a channels-last feature map (as
+    # timm's norms return) would be pooled scrambled, silently. torchvision's
+    # roi_align, which honours strides, is the reference.
+    detector, _ = _build(model, data)
+    rois = torch.tensor([[0., 4., 6., 40., 30.], [0., 20., 10., 90., 70.]])
+    with torch.no_grad():
+        feats = detector.extract_feat(torch.randn(1, 3, 96, 128))
+        roi_align = detector.roi_head.bbox_roi_extractor[0].roi_layers[0]  # stage 1
+        pooled = roi_align(feats[0], rois)
+    expected = torchvision.ops.roi_align(feats[0], rois, roi_align.output_size,
+                                         roi_align.spatial_scale, roi_align.sampling_ratio,
+                                         roi_align.aligned)
+    torch.testing.assert_close(pooled, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_full_semantic_model_builds_and_predicts(data):

@@ -50,7 +50,11 @@ class TimmConvNeXt(BaseModule):
         self._freeze()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(getattr(self, f'norm{i}')(feat) for i, feat in enumerate(self.body(x)))
+        # timm's norms return channels-last strided tensors, which the FPN convs keep;
+        # mmcv's RoIAlign reads its input as NCHW memory and would pool scrambled
+        # features from them, so the outputs are made contiguous here.
+        return tuple(getattr(self, f'norm{i}')(feat).contiguous()
+                     for i, feat in enumerate(self.body(x)))
 
     def _frozen_modules(self) -> list[torch.nn.Module]:
         if self.frozen_stages < 0:
