@@ -39,22 +39,30 @@ class Preset:
     the ensemble weights (scored on val) and models trained on train+val predict the
     inference split; ``False`` lets the train-only models predict too (half the
     training, for the CPU demo).
-    ``instance_train_options``: ``--cfg-options`` of every instance training run.
+    ``instance_train_options`` / ``semantic_train_options``: ``--cfg-options`` of every
+    training run of an instance / the semantic model.
     """
     instance_iters: int | None
     semantic_iters: int | None
     synthetic_preset: str
     separate_final_models: bool
     instance_train_options: tuple[str, ...] = ()
+    semantic_train_options: tuple[str, ...] = ()
+
+    def train_options(self, model: ModelSpec) -> tuple[str, ...]:
+        """The ``--cfg-options`` of training ``model``."""
+        return self.semantic_train_options if model.semantic else self.instance_train_options
 
 
 PRESETS: dict[str, Preset] = {
-    # A few minutes of CPU per model: a higher learning rate (with gradient clipping)
-    # than the paper's fine-tuning rate, since the tiny models start from scratch.
+    # A few minutes of CPU per model: a higher learning rate than the paper's
+    # fine-tuning rate, since the tiny models start from scratch (with gradient
+    # clipping for the R-CNNs; Mask2Former's recipe clips already).
     'tiny': Preset(instance_iters=200, semantic_iters=500, synthetic_preset='demo',
                    separate_final_models=False,
                    instance_train_options=('optim_wrapper.optimizer.lr=6e-4',
-                                           'optim_wrapper.clip_grad.max_norm=10')),
+                                           'optim_wrapper.clip_grad.max_norm=10'),
+                   semantic_train_options=('optim_wrapper.optimizer.lr=6e-4',)),
     'full': Preset(instance_iters=None, semantic_iters=None, synthetic_preset='full',
                    separate_final_models=True),
 }

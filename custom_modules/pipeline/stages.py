@@ -120,8 +120,8 @@ def train(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split: str
     iters = ctx.preset.semantic_iters if model.semantic else ctx.preset.instance_iters
     if iters is not None:
         args += ['--max-iters', iters]
-    if not model.semantic and ctx.preset.instance_train_options:
-        args += ['--cfg-options', *ctx.preset.instance_train_options]
+    if ctx.preset.train_options(model):
+        args += ['--cfg-options', *ctx.preset.train_options(model)]
     if train_split == 'train':  # scored on val by the pipeline itself
         args.append('--no-validate')
     if (run_dir / 'last_checkpoint').exists():
