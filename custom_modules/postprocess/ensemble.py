@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from contextlib import nullcontext
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Sequence
@@ -48,13 +49,13 @@ def greedy_nms(iou: np.ndarray, iou_thr: float) -> np.ndarray:
     return np.flatnonzero(~dropped)
 
 
-def ensemble_image(detections: Sequence[dict], scores: np.ndarray, iou_thr: float = 0.5,
-                   max_per_img: int = 100, class_agnostic: bool = False) -> list[dict]:
-    """Mask-IoU NMS of one image's pooled detections.
+def select_detections(detections: Sequence[dict], scores: np.ndarray, iou_thr: float = 0.5,
+                      max_per_img: int = 100, class_agnostic: bool = False) -> np.ndarray:
+    """Mask-IoU NMS of one image's pooled detections: the indices into ``detections`` of
+    those kept, at most ``max_per_img``, highest adjusted score first.
 
     ``detections`` are in tie-break order (input, then file position) and ``scores`` are
-    their weight-adjusted scores. Returns at most ``max_per_img`` detections, highest
-    adjusted score first, with ``score`` set to the adjusted score.
+    their weight-adjusted scores.
     """
     order = np.argsort(-scores, kind='stable')
     rles = [detections[i]['segmentation'] for i in order]
@@ -68,8 +69,9 @@ def ensemble_image(detections: Sequence[dict], scores: np.ndarray, iou_thr: floa
         group_rles = [rles[i] for i in group]
         iou = np.asarray(mask_utils.iou(group_rles, group_rles, [0] * len(group)))
         kept.append(group[greedy_nms(iou.reshape(len(group), len(group)), iou_thr)])
-    sorted_kept = np.sort(np.concatenate(kept))[:max_per_img] if kept else []
-    return [dict(detections[order[i]], score=float(scores[order[i]])) for i in sorted_kept]
+    if not kept:
+        return np.zeros(0, dtype=np.int64)
+    return order[np.sort(np.concatenate(kept))[:max_per_img]]
 
 
 def pool_by_image(per_model: Sequence[Sequence[dict]],
@@ -87,14 +89,14 @@ def pool_by_image(per_model: Sequence[Sequence[dict]],
 
 
 # The pooled images of the running ensemble, inherited by forked workers so that only
-# (start, stop) ranges and the kept detections cross process boundaries.
+# (start, stop) ranges and the indices of the kept detections cross process boundaries.
 _IMAGES: list[ImageDetections] = []
 
 
-def _ensemble_range(args: tuple[int, int, float, int, bool]) -> list[dict]:
+def _select_range(args: tuple[int, int, float, int, bool]) -> list[np.ndarray]:
     start, stop, iou_thr, max_per_img, class_agnostic = args
-    return [det for dets, scores in _IMAGES[start:stop]
-            for det in ensemble_image(dets, scores, iou_thr, max_per_img, class_agnostic)]
+    return [select_detections(dets, scores, iou_thr, max_per_img, class_agnostic)
+            for dets, scores in _IMAGES[start:stop]]
 
 
 def ensemble_detections(per_model: Sequence[Sequence[dict]], weights: Sequence[float],
@@ -121,9 +123,10 @@ def ensemble_detections(per_model: Sequence[Sequence[dict]], weights: Sequence[f
     try:
         with (get_context('fork').Pool(workers) if use_pool else nullcontext()) as pool, \
                 tqdm(total=len(_IMAGES), desc='ensemble', unit='img') as progress:
-            done = (pool.imap if use_pool else map)(_ensemble_range, ranges)
+            done = (pool.imap if use_pool else map)(_select_range, ranges)
             for (start, stop, *_), kept in zip(ranges, done):
-                results.extend(kept)
+                for (dets, scores), indices in zip(_IMAGES[start:stop], kept):
+                    results.extend(dict(dets[i], score=float(scores[i])) for i in indices)
                 progress.update(stop - start)
     finally:
         _IMAGES = []
@@ -134,7 +137,11 @@ def ensemble_dataset(input_files: Sequence[str | Path], weights: Sequence[float]
                      split: SplitInfo, iou_thr: float = 0.5, max_per_img: int = 100,
                      class_agnostic: bool = False, workers: int = 1) -> list[dict]:
     """Load (validated against ``split``) and ensemble one dataset's results files."""
-    per_model = [load_instance_results(path, split) for path in input_files]
+    if workers > 1 and len(input_files) > 1:  # validating the inputs is most of the work
+        with get_context('fork').Pool(min(workers, len(input_files))) as pool:
+            per_model = pool.map(partial(load_instance_results, split=split), input_files)
+    else:
+        per_model = [load_instance_results(path, split) for path in input_files]
     return ensemble_detections(per_model, weights, iou_thr, max_per_img, class_agnostic,
                                workers)
 
