@@ -16,6 +16,20 @@ model_config() {
     echo "$config"
 }
 
+# Sets GPUS (a leading number among the arguments, else 1) and DATASETS (the other
+# arguments, else every dataset of DATA_ROOT).
+gpus_and_datasets() {
+    GPUS=1
+    if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
+        GPUS=$1
+        shift
+    fi
+    [[ -d "$DATA_ROOT" ]] || die "$DATA_ROOT: data root does not exist (set DATA_ROOT)"
+    DATASETS=("$@")
+    [[ ${#DATASETS[@]} -gt 0 ]] || mapfile -t DATASETS < <(datasets_of "$DATA_ROOT")
+    [[ ${#DATASETS[@]} -gt 0 ]] || die "no dataset with a train split under $DATA_ROOT"
+}
+
 # The datasets under a data root: folders with a train split, sorted by name.
 datasets_of() {
     local ann

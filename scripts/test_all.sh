@@ -18,16 +18,8 @@ MODEL=$1
 CKPT_ROOT=$2
 OUT_DIR=$3
 shift 3
-GPUS=1
-if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
-    GPUS=$1
-    shift
-fi
 CONFIG="$(model_config "$MODEL")"
-[[ -d "$DATA_ROOT" ]] || die "$DATA_ROOT: data root does not exist (set DATA_ROOT)"
-DATASETS=("$@")
-[[ ${#DATASETS[@]} -gt 0 ]] || mapfile -t DATASETS < <(datasets_of "$DATA_ROOT")
-[[ ${#DATASETS[@]} -gt 0 ]] || die "no dataset with a train split under $DATA_ROOT"
+gpus_and_datasets "$@"
 
 for DATASET in "${DATASETS[@]}"; do
     POINTER="$CKPT_ROOT/$DATASET/last_checkpoint"

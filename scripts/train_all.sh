@@ -19,16 +19,8 @@ source "$ROOT/scripts/common.sh"
 [[ $# -ge 1 ]] || die "usage: $0 MODEL [GPUS] [DATASETS...]"
 MODEL=$1
 shift
-GPUS=1
-if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
-    GPUS=$1
-    shift
-fi
 CONFIG="$(model_config "$MODEL")"
-[[ -d "$DATA_ROOT" ]] || die "$DATA_ROOT: data root does not exist (set DATA_ROOT)"
-DATASETS=("$@")
-[[ ${#DATASETS[@]} -gt 0 ]] || mapfile -t DATASETS < <(datasets_of "$DATA_ROOT")
-[[ ${#DATASETS[@]} -gt 0 ]] || die "no dataset with a train split under $DATA_ROOT"
+gpus_and_datasets "$@"
 
 for DATASET in "${DATASETS[@]}"; do
     WORK_DIR="$WORK_ROOT/$MODEL/$DATASET"

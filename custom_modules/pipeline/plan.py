@@ -49,6 +49,10 @@ class Preset:
     instance_train_options: tuple[str, ...] = ()
     semantic_train_options: tuple[str, ...] = ()
 
+    def train_iters(self, model: ModelSpec) -> int | None:
+        """The iterations of training ``model`` (``None``: its config's schedule)."""
+        return self.semantic_iters if model.semantic else self.instance_iters
+
     def train_options(self, model: ModelSpec) -> tuple[str, ...]:
         """The ``--cfg-options`` of training ``model``."""
         return self.semantic_train_options if model.semantic else self.instance_train_options

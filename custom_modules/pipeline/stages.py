@@ -117,11 +117,11 @@ def train(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split: str
     config = model.config(ctx.preset_name)
     args: list[object] = ['--data-root', ctx.data_root, '--dataset', dataset, '--split',
                           train_split, '--work-dir', run_dir]
-    iters = ctx.preset.semantic_iters if model.semantic else ctx.preset.instance_iters
+    iters, options = ctx.preset.train_iters(model), ctx.preset.train_options(model)
     if iters is not None:
         args += ['--max-iters', iters]
-    if ctx.preset.train_options(model):
-        args += ['--cfg-options', *ctx.preset.train_options(model)]
+    if options:
+        args += ['--cfg-options', *options]
     if train_split == 'train':  # scored on val by the pipeline itself
         args.append('--no-validate')
     if (run_dir / 'last_checkpoint').exists():

@@ -198,15 +198,29 @@ def _edge_point(scene: Scene, rng: np.random.Generator) -> tuple[float, float] |
     return float(x), float(y)
 
 
-def chip(scene: Scene, rng: np.random.Generator, size: float) -> Defect | None:
-    """A notch broken out of the part's edge: the fixture shows through, a dark
-    fracture face lines the notch."""
+def _edge_blob(scene: Scene, rng: np.random.Generator, size: float,
+               roughness: float) -> tuple[int, int, int, int, np.ndarray] | None:
+    """A rough blob of diameter ``size`` centred on a random point of the part's edge, as
+    its window ``(y0, y1, x0, x1)`` of the image and its mask there; ``None`` when the
+    image shows no part edge."""
     point = _edge_point(scene, rng)
     if point is None:
         return None
     radius = size / 2
     y0, y1, x0, x1 = _window(scene, point[0], point[1], radius * 1.6)
-    blob = _blob(y1 - y0, x1 - x0, point[0] - x0, point[1] - y0, radius, rng, roughness=0.5)
+    blob = _blob(y1 - y0, x1 - x0, point[0] - x0, point[1] - y0, radius, rng,
+                 roughness=roughness)
+    return y0, y1, x0, x1, blob
+
+
+def chip(scene: Scene, rng: np.random.Generator, size: float) -> Defect | None:
+    """A notch broken out of the part's edge: the fixture shows through, a dark
+    fracture face lines the notch."""
+    found = _edge_blob(scene, rng, size, roughness=0.5)
+    if found is None:
+        return None
+    y0, y1, x0, x1, blob = found
+    radius = size / 2
     shape = blob & scene.object_mask[y0:y1, x0:x1]
     # the fracture face: the band of the notch bordering the remaining part
     rest = (scene.object_mask[y0:y1, x0:x1] & ~blob).astype(np.uint8)
@@ -219,12 +233,10 @@ def chip(scene: Scene, rng: np.random.Generator, size: float) -> Defect | None:
 
 def burr(scene: Scene, rng: np.random.Generator, size: float) -> Defect | None:
     """Extra material stuck out of the part's edge (a burr or flash)."""
-    point = _edge_point(scene, rng)
-    if point is None:
+    found = _edge_blob(scene, rng, size, roughness=0.7)
+    if found is None:
         return None
-    radius = size / 2
-    y0, y1, x0, x1 = _window(scene, point[0], point[1], radius * 1.6)
-    blob = _blob(y1 - y0, x1 - x0, point[0] - x0, point[1] - y0, radius, rng, roughness=0.7)
+    y0, y1, x0, x1, blob = found
     shape = blob & ~scene.object_mask[y0:y1, x0:x1]
     return Defect(y0, x0, shape, scene.material[y0:y1, x0:x1] * 0.85)
 
