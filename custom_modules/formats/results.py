@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from .errors import FormatError
-from .json_io import dump_json, load_json
+from .json_io import dump_json, gc_paused, load_json
+from .rle_runs import runs_fit_sizes
 
 INSTANCE_SUFFIX = '.segm.json'
 BBOX_SUFFIX = '.bbox.json'
 SEMANTIC_SUFFIX = '.sem.json'
-MAX_RLE_GROUPS = 12  # 5-bit groups per run: more would overflow a 64-bit run length
 
 
 def instance_results_path(pred_dir: str | Path, dataset: str) -> Path:
@@ -71,7 +71,7 @@ def check_rle(path: Path, where: str, rle: Any, expected_size: tuple[int, int] |
     """Validate one RLE (of ``expected_size`` (h, w) when given); return it with ``str``
     counts. Errors name ``path`` and ``where`` (the entry) in the file."""
     rle = _check_rle_fields(path, where, rle, expected_size)
-    _check_run_lengths(path, [where], [rle])
+    _check_run_lengths(path, [rle], lambda _: where)
     return rle
 
 
@@ -106,73 +106,14 @@ def _as_bytes(rle: dict) -> dict:
     return {'size': rle['size'], 'counts': rle['counts'].encode('ascii')}
 
 
-def _check_run_lengths(path: Path, wheres: Sequence[str], rles: Sequence[dict]) -> None:
-    """Raise for the first RLE whose counts do not decode to exactly h * w pixels."""
+def _check_run_lengths(path: Path, rles: Sequence[dict], where: Callable[[int], str]) -> None:
+    """Raise for the first RLE whose counts do not decode to exactly h * w pixels;
+    ``where(k)`` names the entry of ``rles[k]`` (built only for the error)."""
     fits = runs_fit_sizes([rle['counts'] for rle in rles],
                           [rle['size'][0] * rle['size'][1] for rle in rles])
     if not fits.all():
-        where = wheres[int(np.argmin(fits))]
-        raise FormatError(f'{path}: {where}: malformed RLE (counts do not fit the size)')
-
-
-def runs_fit_sizes(counts: Sequence[str], pixels: Sequence[int]) -> np.ndarray:
-    """For each compressed RLE string, whether it decodes to non-negative run lengths that
-    add up to exactly ``pixels`` (its h * w). All strings are checked together in a few
-    numpy passes over their concatenation: per-string work would dominate loading a
-    results file of thousands of detections.
-
-    COCO packs each run in 5-bit groups (bit 0x20: more groups follow; bit 0x10 of the
-    last group: sign) and stores run i > 2 as a delta to run i - 2.
-    """
-    n = len(counts)
-    valid = np.ones(n, dtype=bool)
-    encoded = []
-    for i, text in enumerate(counts):
-        try:
-            encoded.append(text.encode('ascii'))
-        except UnicodeEncodeError:
-            valid[i] = False
-            encoded.append(b'')
-    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
-    ends = np.cumsum(lengths)
-    chars = np.frombuffer(b''.join(encoded), dtype=np.uint8)
-    owner = np.repeat(np.arange(n), lengths)  # string of each character
-    valid[owner[(chars < 48) | (chars > 111)]] = False
-    codes = chars - np.uint8(48)  # wraps bad characters; their strings are invalid anyway
-    # a run ends at a group without the continuation bit, or at the end of its string
-    last = (codes & 0x20) == 0
-    string_ends = ends[lengths > 0] - 1
-    valid[np.flatnonzero(lengths > 0)[~last[string_ends]]] = False  # truncated last run
-    last[string_ends] = True
-    run_ends = np.flatnonzero(last)
-    run_starts = np.concatenate(([0], run_ends[:-1] + 1))[:run_ends.size]
-    groups = run_ends - run_starts + 1
-    run_owner = owner[run_starts]
-    if (groups > MAX_RLE_GROUPS).any():
-        valid[run_owner[groups > MAX_RLE_GROUPS]] = False
-        groups = np.minimum(groups, MAX_RLE_GROUPS)
-    values = np.zeros(run_starts.size, dtype=np.int64)
-    for k in range(int(groups.max(initial=0))):
-        has = np.flatnonzero(groups > k) if k else slice(None)
-        values[has] |= (codes[run_starts[has] + k] & 0x1f).astype(np.int64) << (5 * k)
-    signed = (codes[run_ends] & 0x10) != 0
-    values[signed] -= np.int64(1) << (5 * groups[signed])
-    # undo the delta coding: runs 1, 3, 5, ... and runs 2, 4, 6, ... of a string add up
-    per_string = np.bincount(run_owner, minlength=n)
-    first_run = np.cumsum(per_string) - per_string
-    index = np.arange(run_owner.size) - first_run[run_owner]
-    runs = values
-    for parity in (1, 0):
-        in_chain = (index & 1 == parity) & (index > 0)
-        sums = np.cumsum(np.where(in_chain, values, 0))
-        before = np.append(0, sums)[first_run]  # chain total before each string
-        runs = np.where(in_chain, sums - before[run_owner], runs)
-    valid[run_owner[runs < 0]] = False
-    totals = np.zeros(n, dtype=np.int64)
-    has_runs = per_string > 0
-    if runs.size:
-        totals[has_runs] = np.add.reduceat(runs, first_run[has_runs])
-    return valid & (totals == np.asarray(pixels, dtype=np.int64))
+        raise FormatError(f'{path}: {where(int(np.argmin(fits)))}: malformed RLE (counts do '
+                          'not fit the size)')
 
 
 def _finite_numbers(values: Iterable[Any]) -> bool:
@@ -192,6 +133,7 @@ def _check_ids(path: Path, where: str, image_id: Any, split: SplitInfo | None) -
     return image_id
 
 
+@gc_paused()
 def load_instance_results(path: str | Path, split: SplitInfo | None = None, *,
                           masks: bool = True, fill_bbox: bool = True) -> list[dict]:
     """Read and validate a COCO instance results file (``<Dataset>.segm.json``).
@@ -248,8 +190,8 @@ def load_instance_results(path: str | Path, split: SplitInfo | None = None, *,
         if rle is not None:
             out['segmentation'] = rle
         checked.append(out)
-    _check_run_lengths(path, [f'detection {i}' for i in rle_entries],
-                       [checked[i]['segmentation'] for i in rle_entries])
+    _check_run_lengths(path, [checked[i]['segmentation'] for i in rle_entries],
+                       lambda k: f'detection {rle_entries[k]}')
     if boxless:
         boxes = mask_utils.toBbox([_as_bytes(checked[i]['segmentation']) for i in boxless])
         for i, box in zip(boxless, boxes):
@@ -257,6 +199,7 @@ def load_instance_results(path: str | Path, split: SplitInfo | None = None, *,
     return checked
 
 
+@gc_paused()
 def load_semantic_results(path: str | Path, split: SplitInfo | None = None) -> dict[int, dict]:
     """Read and validate ``<Dataset>.sem.json``: image id -> binary defect RLE."""
     path = Path(path)
@@ -274,10 +217,11 @@ def load_semantic_results(path: str | Path, split: SplitInfo | None = None) -> d
             raise FormatError(f'{path}: {where}: image id {image_id} appears twice')
         expected = split.image_sizes[image_id] if split is not None else None
         masks[image_id] = _check_rle_fields(path, where, entry['segmentation'], expected)
-    _check_run_lengths(path, [f'entry {i}' for i in range(len(masks))], list(masks.values()))
+    _check_run_lengths(path, list(masks.values()), lambda k: f'entry {k}')
     return masks
 
 
+@gc_paused()
 def save_instance_results(detections: Iterable[dict], path: str | Path) -> None:
     """Write detections (RLE counts as ``str``) atomically."""
     dump_json([_jsonable(d) for d in detections], path)

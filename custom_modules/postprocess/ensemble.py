@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from contextlib import nullcontext
-from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Sequence
@@ -23,7 +22,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from custom_modules.formats import (INSTANCE_SUFFIX, FormatError, SplitInfo,
+from custom_modules.formats import (INSTANCE_SUFFIX, FormatError, SplitInfo, gc_paused,
                                     instance_results_path, load_instance_results, load_json,
                                     save_instance_results)
 from custom_modules.vision import annotation_path
@@ -99,6 +98,7 @@ def _select_range(args: tuple[int, int, float, int, bool]) -> list[np.ndarray]:
             for dets, scores in _IMAGES[start:stop]]
 
 
+@gc_paused()
 def ensemble_detections(per_model: Sequence[Sequence[dict]], weights: Sequence[float],
                         iou_thr: float = 0.5, max_per_img: int = 100,
                         class_agnostic: bool = False, workers: int = 1) -> list[dict]:
@@ -137,11 +137,7 @@ def ensemble_dataset(input_files: Sequence[str | Path], weights: Sequence[float]
                      split: SplitInfo, iou_thr: float = 0.5, max_per_img: int = 100,
                      class_agnostic: bool = False, workers: int = 1) -> list[dict]:
     """Load (validated against ``split``) and ensemble one dataset's results files."""
-    if workers > 1 and len(input_files) > 1:  # validating the inputs is most of the work
-        with get_context('fork').Pool(min(workers, len(input_files))) as pool:
-            per_model = pool.map(partial(load_instance_results, split=split), input_files)
-    else:
-        per_model = [load_instance_results(path, split) for path in input_files]
+    per_model = [load_instance_results(path, split) for path in input_files]
     return ensemble_detections(per_model, weights, iou_thr, max_per_img, class_agnostic,
                                workers)
 

@@ -9,7 +9,8 @@ The ensemble is timed end to end (reading and validating the JSON, NMS, writing)
 two references run on the same files:
 
 * floor: ``json.load`` of the inputs and one pycocotools IoU matrix per image over all its
-  detections, the least work an exact answer needs;
+  detections, the least work an exact answer needs (with the garbage collector paused, as
+  in the project's readers);
 * dense: every mask decoded, IoU by matrix products in numpy, the same greedy rule
   (on ``--dense-images`` images only; its kept sets must equal the fast ones).
 """
@@ -28,7 +29,7 @@ from typing import Callable
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from custom_modules.formats import (SplitInfo, encode_mask, instance_results_path,
+from custom_modules.formats import (SplitInfo, encode_mask, gc_paused, instance_results_path,
                                     load_instance_results, save_instance_results,
                                     save_semantic_results, semantic_results_path)
 from custom_modules.postprocess import ensemble_detections, ensemble_dirs, fuse_dirs, greedy_nms
@@ -134,6 +135,7 @@ def write_inputs(work: Path, side: int, images: int, models: int, dets: int,
     return root, dirs, work / 'semantic'
 
 
+@gc_paused()  # as the project's readers: collector passes are no part of the least work
 def floor_ensemble(dirs: list[Path]) -> None:
     """Read the JSON, then one pycocotools IoU matrix per image over score-sorted masks."""
     by_image = defaultdict(list)
