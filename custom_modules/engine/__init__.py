@@ -6,6 +6,6 @@ from .testing import configure_test, publish_results, use_tta
 
 __all__ = [
     'DictAction', 'adapt_to_device', 'add_common_arguments', 'allow_trusted_checkpoints',
-    'default_work_dir', 'leave_process_group', 'limit_iterations', 'load_config', 'prepare_config', 'configure_test',
-    'publish_results', 'use_tta'
+    'default_work_dir', 'leave_process_group', 'limit_iterations', 'load_config',
+    'prepare_config', 'configure_test', 'publish_results', 'use_tta'
 ]

@@ -63,4 +63,4 @@ def runs_fit_sizes(counts: Sequence[str], pixels: Sequence[int]) -> np.ndarray:
     encoded = [text.encode() for text in counts]  # non-ASCII bytes fail the range check
     ends = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
     chars = np.frombuffer(b''.join(encoded), dtype=np.uint8)
-    return _runs_fit(chars, ends, np.asarray(pixels, dtype=np.int64).reshape(-1))
+    return _runs_fit(chars, ends, np.asarray(pixels, dtype=np.int64))
