@@ -60,6 +60,11 @@ def test_every_stage_writes_valid_files(pipeline_run):
     timings = load_json(work_dir / 'timings.json')
     assert {'train', 'predict', 'ensemble'} <= set(timings['stages_s'])
     assert 'Time per stage' in output and 'Iter(train)' in output
+    # every training run is seeded (the driver's --seed, 0 by default): reruns reproduce
+    train_logs = list((work_dir / 'logs').glob('train_*.log'))
+    assert len(train_logs) == len(MODELS) + 1  # and Mask2Former
+    for log in train_logs:
+        assert '\n    seed: 0\n' in log.read_text(), log
 
 
 def test_second_run_skips_finished_stages_and_resumes_interrupted_training(pipeline_run):

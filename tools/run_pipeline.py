@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         '(--gpus each) or, without CUDA, its share of the CPU cores')
     parser.add_argument('--synthetic', action='store_true',
                         help='generate synthetic data into --data-root when it is empty')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the synthetic data and of every training run')
     parser.add_argument('--iters', type=int, default=None,
                         help='training iterations of every model (default: the preset\'s)')
     parser.add_argument('--no-val-weights', action='store_true',
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> None:
         preset = replace(preset, instance_iters=args.iters, semantic_iters=args.iters)
     ctx = PipelineContext(data_root=args.data_root, work_dir=work_dir, datasets=datasets,
                           models=args.models, preset_name=args.preset, preset=preset,
-                          gpus=args.gpus, runner=runner, jobs=args.jobs)
+                          gpus=args.gpus, runner=runner, jobs=args.jobs, seed=args.seed)
     print(f'pipeline: {len(datasets)} datasets ({", ".join(datasets)}), models '
           f'{", ".join(args.models)}, preset {args.preset}, work dir {work_dir}')
     prepare_data(ctx)

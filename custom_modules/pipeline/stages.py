@@ -40,6 +40,7 @@ class PipelineContext:
     gpus: int
     runner: StageRunner
     jobs: int = 1
+    seed: int = 0  # of every training run, so that a rerun gives the same models
 
     @property
     def instance_models(self) -> list[ModelSpec]:
@@ -117,11 +118,10 @@ def train(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split: str
     config = model.config(ctx.preset_name)
     args: list[object] = ['--data-root', ctx.data_root, '--dataset', dataset, '--split',
                           train_split, '--work-dir', run_dir]
-    iters, options = ctx.preset.train_iters(model), ctx.preset.train_options(model)
+    iters = ctx.preset.train_iters(model)
     if iters is not None:
         args += ['--max-iters', iters]
-    if options:
-        args += ['--cfg-options', *options]
+    args += ['--cfg-options', f'randomness.seed={ctx.seed}', *ctx.preset.train_options(model)]
     if train_split == 'train':  # scored on val by the pipeline itself
         args.append('--no-validate')
     if (run_dir / 'last_checkpoint').exists():
