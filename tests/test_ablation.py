@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -15,9 +16,9 @@ from pycocotools.cocoeval import COCOeval
 from custom_modules.formats import (encode_mask, instance_results_path, load_instance_results,
                                     save_instance_results, save_semantic_results,
                                     semantic_results_path)
-from custom_modules.postprocess import ensemble_dirs
+from custom_modules.postprocess import NMSSettings, ensemble_dirs
 from custom_modules.vision import annotation_path
-from postprocess_helpers import det, rect, run_cli, write_split
+from postprocess_helpers import det, rect, run_cli, write_json, write_split
 
 DATASETS = ('Alpha', 'Beta')
 STAGE_DIRS = ('htc', 'htc_segm', 'htc_segm_r50', 'htc_segm_r50_convnext')
@@ -116,6 +117,31 @@ def test_ablation_table_matches_pycocotools(tmp_path, capsys):
     png = (out / 'table3.png').read_bytes()
     assert png.startswith(b'\x89PNG') and len(png) > 1000
     assert set(json.loads((out / 'table3.json').read_text())) == set(ROWS)
+
+
+def test_ablation_takes_the_ensemble_options(tmp_path, capsys):
+    dirs = make_case(tmp_path)
+    metrics = [write_json(tmp_path / f'{name}.json',
+                          {'datasets': {d: {'mAP': m, 'mAR': m} for d in DATASETS}})
+               for name, m in (('htc', 0.1), ('r50', 0.4), ('convnext', 0.2))]
+    out = tmp_path / 'ablation'
+    code, err = run_cli(capsys, 'ablation.py', '--models', dirs['htc'], dirs['r50'],
+                        dirs['convnext'], '--semantic', dirs['sem'], '--data-root',
+                        dirs['root'], '--split', 'val', '--out-dir', out, '--weights-from',
+                        *metrics, '--weight-mapping', 'rank', '--suppress', 'cross-model',
+                        '--iou-thr', '0.3', '--max-per-img', '0', '--max-per-category', '2')
+    assert code == 0, err
+    nms = NMSSettings('cross-model', 0.3, max_per_img=None, max_per_category=2)
+    for stage, n in (('htc_segm_r50', 2), ('htc_segm_r50_convnext', 3)):
+        inputs = [out / 'htc_segm', dirs['r50'], dirs['convnext']][:n]
+        expected = ensemble_dirs(inputs, tmp_path / f'expected_{n}', dirs['root'], 'val',
+                                 weight_files=metrics[:n], weight_mapping='rank', nms=nms)
+        for dataset, path in zip(DATASETS, expected):
+            assert instance_results_path(out / stage, dataset).read_bytes() == path.read_bytes()
+    # the two-model stage ranks over its two models (HTC 0.6, R50 1): R50's partial A
+    # (0.7) outranks the fused HTC A (0.9 * 0.6) and removes it (IoU 3 / 7 > 0.3)
+    two = load_instance_results(instance_results_path(out / 'htc_segm_r50', 'Alpha'))
+    assert [d['score'] for d in two] == pytest.approx([0.8, 0.7, 0.3 * 0.6])
 
 
 def test_missing_semantic_file_is_an_error(tmp_path, capsys):

@@ -11,8 +11,8 @@ import pytest
 
 from custom_modules.formats import (FormatError, instance_results_path, load_instance_results,
                                     save_instance_results)
-from custom_modules.postprocess import (ensemble_detections, ensemble_dirs, greedy_nms,
-                                        weights_from_metrics)
+from custom_modules.postprocess import (NMSSettings, ensemble_detections, ensemble_dirs,
+                                        greedy_nms, map_weights, weights_from_metrics)
 from postprocess_helpers import (HEIGHT, WIDTH, decode, det, rect, run_cli, write_json,
                                  write_split)
 
@@ -47,7 +47,7 @@ def test_iou_threshold_is_strict():
     # IoU = 49 / 100 -> kept; with --iou-thr 0.45 dropped
     dets = [[tagged(1, BLOCK, 0.9, 1), tagged(1, inner(49), 0.8, 2)]]
     assert marks(ensemble_detections(dets, [1])) == [1, 2]
-    assert marks(ensemble_detections(dets, [1], iou_thr=0.45)) == [1]
+    assert marks(ensemble_detections(dets, [1], NMSSettings(iou_thr=0.45))) == [1]
 
 
 def test_suppressed_detections_do_not_suppress_others():
@@ -71,7 +71,7 @@ def test_ties_break_by_input_then_file_order():
 def test_categories_kept_apart_unless_class_agnostic():
     dets = [[tagged(1, BLOCK, 0.9, 1, category_id=1), tagged(1, BLOCK, 0.8, 2, category_id=2)]]
     assert marks(ensemble_detections(dets, [1])) == [1, 2]
-    assert marks(ensemble_detections(dets, [1], class_agnostic=True)) == [1]
+    assert marks(ensemble_detections(dets, [1], NMSSettings(class_agnostic=True))) == [1]
 
 
 def test_top_k_empty_masks_scores_and_boxes():
@@ -79,7 +79,7 @@ def test_top_k_empty_masks_scores_and_boxes():
     dets_a = [tagged(1, rect(0, 2, 0, 2), 0.3, 1), tagged(1, empty, 0.99, 2),
               tagged(1, rect(5, 7, 5, 7), 0.8, 3)]
     dets_b = [tagged(1, rect(10, 12, 10, 12), 0.7, 4), tagged(2, rect(0, 1, 0, 1), 0.1, 5)]
-    out = ensemble_detections([dets_a, dets_b], [0.5, 1.0], max_per_img=2)
+    out = ensemble_detections([dets_a, dets_b], [0.5, 1.0], NMSSettings(max_per_img=2))
     # adjusted: 0.15, (empty), 0.4, 0.7 in image 1; 0.1 in image 2
     assert marks(out) == [4, 3, 5]
     assert [d['score'] for d in out] == [0.7, 0.4, 0.1]
@@ -129,10 +129,11 @@ def test_matches_dense_reference_and_workers(class_agnostic):
                             int(rng.integers(1, 3)), bbox=[float(m), float(i), 1.0, 1.0]))
         per_model.append(dets)
     weights = [1.0, 0.8, 0.5]
-    out = ensemble_detections(per_model, weights, 0.3, 7, class_agnostic)
+    nms = NMSSettings(iou_thr=0.3, max_per_img=7, class_agnostic=class_agnostic)
+    out = ensemble_detections(per_model, weights, nms)
     expected = dense_reference(per_model, weights, 0.3, 7, class_agnostic)
     assert [(d['image_id'], d['bbox'], d['score']) for d in out] == expected
-    assert ensemble_detections(per_model, weights, 0.3, 7, class_agnostic, workers=2) == out
+    assert ensemble_detections(per_model, weights, nms, workers=2) == out
 
 
 def write_metrics(path: Path, maps: dict[str, float]) -> Path:
@@ -152,6 +153,25 @@ def test_weights_from_metrics(tmp_path):
     bad = write_metrics(tmp_path / 'bad.json', {'Alpha': float('nan')})
     with pytest.raises(FormatError, match=rf'^{bad}: mAP of Alpha must be a finite number'):
         weights_from_metrics([bad], ['Alpha'])
+
+
+@pytest.mark.parametrize('mapping, expected', [
+    ('ratio', [0.8 / 5.2, 1.0, 2.0 / 5.2]),
+    ('linear', [0.6, 1.0, 0.6 + 0.4 * 1.2 / 4.4]),  # (mAP - worst) / (best - worst) onto [0.6, 1]
+    ('rank', [0.6, 1.0, 0.8]),
+    ('equal', [1.0, 1.0, 1.0]),
+])
+def test_weight_mappings(mapping, expected):
+    assert map_weights([0.8, 5.2, 2.0], mapping) == pytest.approx(expected)
+    assert map_weights([0.3], mapping) == [1.0]  # one model, or all equal: all 1
+    assert map_weights([0.0, 0.0], mapping) == [1.0, 1.0]
+
+
+def test_rank_mapping_shares_ranks_between_equal_maps():
+    assert map_weights([0.5, 0.5, 0.1], 'rank') == pytest.approx([1.0, 1.0, 0.6])
+    assert map_weights([0.1, 0.5, 0.5, 0.3], 'rank') == pytest.approx([0.6, 1.0, 1.0, 0.8])
+    with pytest.raises(ValueError, match='unknown weight mapping'):
+        map_weights([0.1], 'softmax')
 
 
 def make_inputs(tmp_path: Path) -> tuple[Path, list[Path]]:
@@ -178,6 +198,11 @@ def test_ensemble_dirs_with_weights_from_metrics(tmp_path):
     assert [(d['bbox'][0], d['score']) for d in alpha] == [(1, 0.9), (2, 0.4)]
     # Beta: weights 0.5, 1 -> 0.95 beats 0.45
     assert [(d['bbox'][0], d['score']) for d in beta] == [(3, 0.95), (2, 0.2)]
+    # the linear mapping: two models are the extremes, 0.6 and 1
+    ensemble_dirs(dirs, tmp_path / 'linear', root, 'val', weight_files=[m1, m2],
+                  weight_mapping='linear')
+    beta = load_instance_results(tmp_path / 'linear' / 'Beta.segm.json')
+    assert [(d['bbox'][0], d['score']) for d in beta] == [(3, 0.95), (2, pytest.approx(0.24))]
 
 
 def cli_args(root: Path, dirs: list[Path], out: Path, *extra: str) -> list[str]:
@@ -194,6 +219,36 @@ def test_cli_ok(tmp_path, capsys):
     alpha = json.loads((out / 'Alpha.segm.json').read_text())
     assert [d['bbox'][0] for d in alpha] == [3, 2]
     assert sorted(p.name for p in out.iterdir()) == ['Alpha.segm.json', 'Beta.segm.json']
+
+
+def test_cli_rule_caps_and_mapping(tmp_path, capsys):
+    root, dirs = make_inputs(tmp_path)
+    m1 = write_metrics(tmp_path / 'm1.json', {'Alpha': 0.5, 'Beta': 0.3})
+    m2 = write_metrics(tmp_path / 'm2.json', {'Alpha': 0.25, 'Beta': 0.6})
+    out = tmp_path / 'out'
+    code, err = run_cli(capsys, 'ensemble.py', *cli_args(
+        root, dirs, out, '--weights-from', m1, m2, '--weight-mapping', 'rank', '--suppress',
+        'none', '--max-per-img', '0', '--max-per-category', '1'))
+    assert code == 0, err
+    alpha = json.loads((out / 'Alpha.segm.json').read_text())
+    # rank weights 1, 0.6: nothing suppressed, one detection per image and category
+    assert [(d['bbox'][0], d['score']) for d in alpha] == [(1, 0.9), (2, 0.4)]
+    expected = ensemble_dirs(dirs, tmp_path / 'expected', root, 'val', weight_files=[m1, m2],
+                             weight_mapping='rank',
+                             nms=NMSSettings('none', max_per_img=None, max_per_category=1))
+    assert (out / 'Beta.segm.json').read_bytes() == expected[1].read_bytes()
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--suppress', 'greedy'], "invalid choice: 'greedy'"),
+    (['--iou-thr', '1.5'], 'iou_thr must lie in [0, 1]'),
+    (['--max-per-category', '-1'], '--max-per-img and --max-per-category must be >= 0'),
+])
+def test_cli_bad_ensemble_options(tmp_path, capsys, flags, message):
+    root, dirs = make_inputs(tmp_path)
+    code, err = run_cli(capsys, 'ensemble.py', *cli_args(root, dirs, tmp_path / 'out', *flags))
+    assert code == 2 and message in err
+    assert not (tmp_path / 'out').exists()
 
 
 @pytest.mark.parametrize('problem', ['malformed', 'missing', 'nan', 'negative', 'size',

@@ -3,8 +3,9 @@
     python tools/ablation.py --models DIR_HTC DIR_R50 DIR_CONVNEXT --semantic DIR_SEM
         --data-root ROOT --split SPLIT --out-dir DIR
         (--weights w1 w2 w3 | --weights-from M1.json M2.json M3.json)
-        [--score-thr 0.5] [--iou-thr 0.5] [--fusion-rule box|connected] [--workers N]
-        [--datasets A B ...]
+        [--score-thr 0.5] [--fusion-rule box|connected] [--workers N] [--datasets A B ...]
+        [ensemble options of tools/ensemble.py: --suppress, --iou-thr, --max-per-img,
+         --max-per-category, --class-agnostic, --weight-mapping]
 
 Rows: HTC; HTC+segm (semantic fusion); HTC+segm+R50; HTC+segm+R50+ConvNeXt (ensembles,
 whose HTC input is the fused one). Writes each stage's predictions to OUT_DIR/<stage>/ and
@@ -17,11 +18,12 @@ import sys
 
 from custom_modules.evaluation import render_text
 from custom_modules.formats import FormatError
-from custom_modules.postprocess import FUSION_RULES
+from custom_modules.postprocess import FUSION_RULES, NMSSettings
 from custom_modules.postprocess.ablation import run_ablation
+from custom_modules.postprocess.options import add_ensemble_arguments, nms_settings
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, NMSSettings]:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', nargs=3, required=True,
                         metavar=('DIR_HTC', 'DIR_R50', 'DIR_CONVNEXT'),
@@ -35,21 +37,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     weights.add_argument('--weights-from', nargs=3, metavar='METRICS_JSON',
                          help='tools/evaluate.py output of each model (per-dataset mAP)')
     parser.add_argument('--score-thr', type=float, default=0.5, help='fusion threshold')
-    parser.add_argument('--iou-thr', type=float, default=0.5, help='ensemble NMS threshold')
     parser.add_argument('--fusion-rule', choices=FUSION_RULES, default='box')
+    add_ensemble_arguments(parser)
     parser.add_argument('--workers', type=int, default=1)
     parser.add_argument('--datasets', nargs='+', help='default: those of every input')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error('--workers must be >= 1')
+    return args, nms_settings(parser, args)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args, nms = parse_args(argv)
     try:
         scores = run_ablation(args.models, args.semantic, args.data_root, args.split,
                               args.out_dir, weights=args.weights,
-                              weight_files=args.weights_from, datasets=args.datasets,
-                              score_thr=args.score_thr, iou_thr=args.iou_thr,
-                              rule=args.fusion_rule, workers=args.workers)
+                              weight_files=args.weights_from,
+                              weight_mapping=args.weight_mapping, datasets=args.datasets,
+                              score_thr=args.score_thr, rule=args.fusion_rule, nms=nms,
+                              workers=args.workers)
     except FormatError as err:
         sys.exit(f'error: {err}')
     print(render_text(scores))

@@ -1,13 +1,14 @@
 """Ensemble the instance predictions of several models (paper section 2.3).
 
     python tools/ensemble.py --inputs DIR1 DIR2 ... --out DIR --data-root ROOT --split SPLIT
-        [--weights w1 w2 ... | --weights-from M1.json M2.json ...] [--iou-thr 0.5]
-        [--max-per-img 100] [--class-agnostic] [--workers N] [--datasets A B ...]
+        [--weights w1 w2 ... | --weights-from M1.json M2.json ... [--weight-mapping ratio]]
+        [--suppress all|cross-model|soft|none] [--iou-thr 0.5] [--max-per-img 100]
+        [--max-per-category 0] [--class-agnostic] [--workers N] [--datasets A B ...]
 
-Scores are multiplied by each model's weight (--weights-from: per dataset, the model's mAP
-over the best model's, from tools/evaluate.py output), then the pooled detections of each
-image go through greedy mask-IoU NMS. Every input is validated against the split's
-annotation file.
+Scores are multiplied by each model's weight (--weights-from: per dataset, from the
+models' mAP in tools/evaluate.py output, by --weight-mapping), then the pooled detections
+of each image are suppressed by mask IoU (--suppress) and capped. Every input is validated
+against the split's annotation file.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import math
 import sys
 
 from custom_modules.formats import FormatError
-from custom_modules.postprocess import ensemble_dirs
+from custom_modules.postprocess import NMSSettings, ensemble_dirs
+from custom_modules.postprocess.options import add_ensemble_arguments, nms_settings
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, NMSSettings]:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--inputs', nargs='+', required=True,
                         help='prediction directories, one per model')
@@ -30,11 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     weights.add_argument('--weights', nargs='+', type=float, help='one weight per input')
     weights.add_argument('--weights-from', nargs='+', metavar='METRICS_JSON',
                          help='tools/evaluate.py output of each model (per-dataset mAP)')
-    parser.add_argument('--iou-thr', type=float, default=0.5,
-                        help='drop a detection whose mask IoU with a kept one is above this')
-    parser.add_argument('--max-per-img', type=int, default=100)
-    parser.add_argument('--class-agnostic', action='store_true',
-                        help='suppress across categories too')
+    add_ensemble_arguments(parser)
     parser.add_argument('--workers', type=int, default=1, help='processes over images')
     parser.add_argument('--datasets', nargs='+', help='default: all datasets of the inputs')
     args = parser.parse_args(argv)
@@ -43,19 +41,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f'{len(args.inputs)} inputs but {len(given)} weights')
     if args.weights is not None and not all(math.isfinite(w) and w >= 0 for w in args.weights):
         parser.error('weights must be finite and >= 0')
-    if args.workers < 1 or args.max_per_img < 1:
-        parser.error('--workers and --max-per-img must be >= 1')
-    return args
+    if args.workers < 1:
+        parser.error('--workers must be >= 1')
+    return args, nms_settings(parser, args)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args, nms = parse_args(argv)
     try:
         written = ensemble_dirs(args.inputs, args.out, args.data_root, args.split,
                                 weights=args.weights, weight_files=args.weights_from,
-                                datasets=args.datasets, iou_thr=args.iou_thr,
-                                max_per_img=args.max_per_img,
-                                class_agnostic=args.class_agnostic, workers=args.workers)
+                                weight_mapping=args.weight_mapping, datasets=args.datasets,
+                                nms=nms, workers=args.workers)
     except FormatError as err:
         sys.exit(f'error: {err}')
     print(f'wrote {len(written)} file(s) to {args.out}')

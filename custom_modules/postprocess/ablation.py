@@ -19,6 +19,7 @@ from custom_modules.formats import (INSTANCE_SUFFIX, SEMANTIC_SUFFIX, atomic_out
 from .ensemble import ensemble_dirs
 from .files import select_datasets
 from .fusion import fuse_dirs
+from .nms import NMSSettings
 
 # (output folder, row name) of each stage, in order
 STAGES = (('htc', 'HTC'), ('htc_segm', 'HTC+segm'), ('htc_segm_r50', 'HTC+segm+R50'),
@@ -29,12 +30,14 @@ Scores = dict[str, dict[str, dict[str, float]]]
 def run_stages(model_dirs: Sequence[str | Path], semantic_dir: str | Path,
                data_root: str | Path, split: str, out_dir: str | Path,
                datasets: Sequence[str], weights: Sequence[float] | None = None,
-               weight_files: Sequence[str | Path] | None = None, score_thr: float = 0.5,
-               iou_thr: float = 0.5, rule: str = 'box', workers: int = 1) -> dict[str, Path]:
+               weight_files: Sequence[str | Path] | None = None,
+               weight_mapping: str = 'ratio', score_thr: float = 0.5, rule: str = 'box',
+               nms: NMSSettings = NMSSettings(), workers: int = 1) -> dict[str, Path]:
     """Write every stage's predictions; returns ``row name -> predictions folder``.
 
     ``model_dirs`` are (HTC, R50, ConvNeXt); the two-model stage uses the first two
-    weights (or weight files). ``rule`` is the fusion rule (the paper's: ``box``).
+    weights (or weight files, mapped over those two). ``rule`` is the fusion rule (the
+    paper's: ``box``); ``weight_mapping`` and ``nms`` are the ensemble's.
     """
     htc, r50, convnext = model_dirs
     out_dir = Path(out_dir)
@@ -50,7 +53,8 @@ def run_stages(model_dirs: Sequence[str | Path], semantic_dir: str | Path,
         ensemble_dirs(inputs, folder, data_root, split,
                       weights=None if weights is None else weights[:n],
                       weight_files=None if weight_files is None else weight_files[:n],
-                      datasets=datasets, iou_thr=iou_thr, workers=workers)
+                      weight_mapping=weight_mapping, datasets=datasets, nms=nms,
+                      workers=workers)
     return folders
 
 
@@ -58,8 +62,9 @@ def run_ablation(model_dirs: Sequence[str | Path], semantic_dir: str | Path,
                  data_root: str | Path, split: str, out_dir: str | Path,
                  weights: Sequence[float] | None = None,
                  weight_files: Sequence[str | Path] | None = None,
-                 datasets: Sequence[str] | None = None, score_thr: float = 0.5,
-                 iou_thr: float = 0.5, rule: str = 'box', workers: int = 1) -> Scores:
+                 weight_mapping: str = 'ratio', datasets: Sequence[str] | None = None,
+                 score_thr: float = 0.5, rule: str = 'box', nms: NMSSettings = NMSSettings(),
+                 workers: int = 1) -> Scores:
     """Run the stages, score them, and write ``table3.{md,csv,json,png}`` to ``out_dir``.
 
     Returns ``row name -> dataset -> COCO stats`` (fractions).
@@ -69,7 +74,7 @@ def run_ablation(model_dirs: Sequence[str | Path], semantic_dir: str | Path,
     names = select_datasets([(d, INSTANCE_SUFFIX) for d in model_dirs]
                             + [(semantic_dir, SEMANTIC_SUFFIX)], datasets, require_all=True)
     folders = run_stages(model_dirs, semantic_dir, data_root, split, out_dir, names, weights,
-                         weight_files, score_thr, iou_thr, rule, workers)
+                         weight_files, weight_mapping, score_thr, rule, nms, workers)
     scores = {name: evaluate_datasets(data_root, split, folder, names)
               for name, folder in folders.items()}
     stem = Path(out_dir) / 'table3'
