@@ -75,6 +75,24 @@ def coco_stats(gt: COCO, detections: list[dict], iou_type: str = 'segm') -> dict
     return {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats)}
 
 
+def coco_map_mar(gt: COCO, detections: list[dict], iou_type: str = 'segm') -> dict[str, float]:
+    """``mAP`` and ``mAR`` alone, as :func:`coco_stats` gives them, for about a quarter of
+    its time: COCOeval runs for the one area range ('all') and detection limit (100)
+    those two numbers read, and they are averaged as ``summarize`` does (-1 when no
+    value is defined). For sweeps that score many variants."""
+    with _quiet():
+        evaluator = COCOeval(gt, _results(gt, detections), iou_type)
+        params = evaluator.params
+        params.areaRng, params.areaRngLbl, params.maxDets = params.areaRng[:1], ['all'], [100]
+        evaluator.evaluate()
+        evaluator.accumulate()
+    out = {}
+    for name, values in (('mAP', evaluator.eval['precision']), ('mAR', evaluator.eval['recall'])):
+        defined = values[values > -1]
+        out[name] = float(defined.mean()) if defined.size else -1.0
+    return out
+
+
 def evaluate_file(ann_file: str | Path, pred_file: str | Path,
                   iou_type: str = 'segm') -> dict[str, float]:
     """Score one results file against one split's annotation file."""

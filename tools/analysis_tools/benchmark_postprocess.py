@@ -5,8 +5,9 @@
 
 Each image gets ``--models`` models x ``--dets`` detections (blobs of varied size, many
 seen by every model with small shifts, the rest model-specific) and one semantic mask.
-The ensemble is timed end to end (reading and validating the JSON, NMS, writing) beside
-two references run on the same files:
+The other suppression rules are timed on the pooling + NMS step alone; the ensemble with
+its default rule (``all``) is timed end to end (reading and validating the JSON, NMS,
+writing) beside two references run on the same files:
 
 * floor: ``json.load`` of the inputs and one pycocotools IoU matrix per image over all its
   detections, the least work an exact answer needs (with the garbage collector paused, as
@@ -32,7 +33,8 @@ from pycocotools import mask as mask_utils
 from custom_modules.formats import (SplitInfo, encode_mask, gc_paused, instance_results_path,
                                     load_instance_results, save_instance_results,
                                     save_semantic_results, semantic_results_path)
-from custom_modules.postprocess import ensemble_detections, ensemble_dirs, fuse_dirs, greedy_nms
+from custom_modules.postprocess import (SUPPRESSION_RULES, NMSSettings, ensemble_detections,
+                                        ensemble_dirs, fuse_dirs, greedy_nms)
 from custom_modules.vision import annotation_path
 
 DATASET, SPLIT, CATEGORIES = 'Bench', 'bench', (1, 2, 3)
@@ -213,6 +215,9 @@ def run_size(side: int, args: argparse.Namespace) -> list[tuple[str, float, floa
         with contextlib.redirect_stderr(io.StringIO()):
             fast = ensemble_detections(per_model, [1.0] * len(dirs))
         add('  write JSON', lambda: save_instance_results(fast, work / 'w.segm.json'))
+        for rule in SUPPRESSION_RULES[1:]:
+            add(f'pool + NMS, --suppress {rule}',
+                lambda: ensemble_detections(per_model, [1.0] * len(dirs), NMSSettings(rule)))
         for workers in args.workers:
             add(f'pool + NMS, workers={workers}',
                 lambda: ensemble_detections(per_model, [1.0] * len(dirs), workers=workers))
