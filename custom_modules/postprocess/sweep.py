@@ -167,6 +167,7 @@ def first_best(scores: Sequence[float]) -> int:
 
 @dataclass
 class SweepResult:
+    """Every figure of a sweep (fractions), and the settings the criterion picks."""
     htc: dict[str, Stats]
     fusion: dict[float, dict[str, Stats]]  # tau1 -> case -> stats
     score_thr: float  # the tau1 the ensemble rows used

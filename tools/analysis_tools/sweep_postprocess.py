@@ -1,5 +1,7 @@
-"""Choose the post-processing settings on a labelled split: fusion threshold, then the
-ensemble's rule x IoU threshold x cap x weight mapping, over several runs at once.
+"""Choose the fusion threshold and the ensemble's settings on a labelled split.
+
+Scores tau1, then the ensemble's rule x IoU threshold x cap x weight mapping, over several
+runs at once:
 
     python tools/analysis_tools/sweep_postprocess.py --run DATA_ROOT WORK_DIR
         [--run DATA_ROOT2 WORK_DIR2 ...] --out-dir DIR [--split val]
@@ -8,9 +10,10 @@ ensemble's rule x IoU threshold x cap x weight mapping, over several runs at onc
         [--caps image:100 category:100 none] [--mappings ratio linear rank equal]
         [--workers N]
 
-Each WORK_DIR is laid out as tools/run_pipeline.py writes it: predictions of SPLIT in
-WORK_DIR/preds/SPLIT/{htc,r50,convnext,mask2former}/ and the instance models' metrics in
-WORK_DIR/metrics/SPLIT_{htc,r50,convnext}.json (the ensemble weights). Every (run,
+Each WORK_DIR follows tools/run_pipeline.py's layout: predictions of SPLIT in
+WORK_DIR/preds/SPLIT/{htc,r50,convnext,mask2former}/ (the semantic model's too) and the
+instance models' metrics in WORK_DIR/metrics/SPLIT_{htc,r50,convnext}.json (the ensemble
+weights; the sweep scores on the split they were measured on). Every (run,
 dataset) pair counts once in the averages: pass the demo's seeds and the real datasets
 together. Writes OUT_DIR/sweep.md and sweep.csv and prints the chosen settings, as flags
 of tools/ensemble.py and tools/ablation.py. The criterion is stated in
