@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from coco_builders import (CATEGORIES, SPLIT_IMAGES, annotation, build_root, load_ann,
-                           call_tool, rectangle, run_tool, write_image, write_json)
+from coco_builders import (CATEGORIES, SPLIT_IMAGES, annotation, build_root, call_tool,
+                           load_ann, rectangle, restart_ids, run_tool, write_image, write_json)
 from PIL import Image
 from pycocotools.coco import COCO
 
@@ -211,13 +211,7 @@ def test_check_accepts_roboflow_project_category_and_valid_folder(root):
         for cat in coco['categories']:
             cat['supercategory'] = 'cables'
         coco['categories'].insert(0, dict(id=0, name='cables', supercategory='none'))
-        for k, img in enumerate(coco['images']):
-            for ann in coco['annotations']:
-                if ann['image_id'] == img['id']:
-                    ann['image_id'] = -1 - k
-            img['id'] = k
-        for k, ann in enumerate(coco['annotations']):
-            ann['id'], ann['image_id'] = k, -1 - ann['image_id']
+        restart_ids(coco)
     for split in ('train', 'val', 'inference', 'inference_gt'):
         edit_json(root, 'Cable', split, roboflow)
     (root / 'Cable' / 'val').rename(root / 'Cable' / 'valid')
@@ -225,7 +219,8 @@ def test_check_accepts_roboflow_project_category_and_valid_folder(root):
     assert report.problem_lines() == [
         f"warning: {root / 'Cable' / 'train' / ANN}: category 0 'cables' is Roboflow's "
         'project category (supercategory "none", no annotations): not a class']
-    assert report.counts['Cable']['val'] == (2, len(load_ann(root, 'Cable', 'valid')['annotations']))
+    valid = load_ann(root, 'Cable', 'valid')
+    assert report.counts['Cable']['val'] == (2, len(valid['annotations']))
     (root / 'Cable' / 'val').mkdir()
     assert [p.kind for p in check_data_root(root, ['Cable']).errors] == ['ambiguous split folder']
 
@@ -350,14 +345,8 @@ def test_merge_keeps_every_annotation_with_unique_ids_and_names(root, out):
 
 def test_merge_of_splits_whose_ids_restart(root, out):
     """Roboflow numbers images and annotations from 0 in every split."""
-    def restart(coco):
-        for img in coco['images']:
-            img['id'] -= 1
-        for ann in coco['annotations']:
-            ann['id'] -= 1
-            ann['image_id'] -= 1
     for split in ('train', 'val'):
-        edit_json(root, 'Cable', split, restart)
+        edit_json(root, 'Cable', split, restart_ids)
     folder = export_train_val(root, 'Cable', out)
     merged = json.loads((folder / ANN).read_text())
     assert [i['id'] for i in merged['images']] == list(range(1, 6))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from coco_builders import build_root, load_ann
+from coco_builders import build_root, load_ann, restart_ids
 from mmcv.transforms import Compose
 from mmdet.registry import DATASETS as DET_DATASETS
 from mmdet.registry import METRICS as DET_METRICS
@@ -37,25 +37,16 @@ ANN = '_annotations.coco.json'
 PROVENANCE = ('img_id', 'img_path', 'sample_idx')
 
 
-def _restart_ids(root: Path, dataset: str, split: str) -> None:
-    """Number images and annotations from 0, as Roboflow does in every split."""
-    path = root / dataset / split / ANN
-    coco = json.loads(path.read_text())
-    new_id = {img['id']: k for k, img in enumerate(coco['images'])}
-    for img in coco['images']:
-        img['id'] = new_id[img['id']]
-    for k, ann in enumerate(coco['annotations']):
-        ann['id'], ann['image_id'] = k, new_id[ann['image_id']]
-    path.write_text(json.dumps(coco))
-
-
 @pytest.fixture(scope='module')
 def root(tmp_path_factory) -> Path:
     """Widget (sparse category ids, an unlabelled train image, val names that clash with
     train's) with ids restarting at 0 in train and val."""
     root = build_root(tmp_path_factory.mktemp('datasets') / 'data', ('Widget', ))
     for split in ('train', 'val'):
-        _restart_ids(root, 'Widget', split)
+        path = root / 'Widget' / split / ANN
+        coco = json.loads(path.read_text())
+        restart_ids(coco)
+        path.write_text(json.dumps(coco))
     return root
 
 

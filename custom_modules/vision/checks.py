@@ -55,10 +55,10 @@ KINDS: dict[str, tuple[str, str]] = {
     'area differs from the mask': (WARNING, "COCO's small / medium / large ranges use the "
                                    "file's area"),
     'box or area below 1 px': (WARNING, "MMDetection's CocoDataset leaves the annotation out "
-                               'of training'),
+                               "of the instance models' training"),
     'empty mask': (WARNING, 'training drops it; scoring counts it as a missed object'),
-    'image without annotations': (WARNING, 'training skips it (filter_empty_gt); scoring '
-                                  'counts any detection on it as false'),
+    'image without annotations': (WARNING, 'instance training skips it (filter_empty_gt); '
+                                  'scoring counts any detection on it as false'),
     'unused category': (WARNING, 'a class the model never sees an example of'),
     'project category': (WARNING, "Roboflow's project category: left out of the classes"),
     'file name stems clash': (WARNING, 'the semantic export names masks by image stem and '

@@ -16,9 +16,7 @@ from typing import Container
 from custom_modules.formats import FormatError, atomic_directory, dump_json
 
 from .checks import require_valid_split
-from .registry import ANNOTATION_NAME, TRAIN_VAL, annotation_path, image_dir
-
-SOURCE_SPLITS = ('train', 'val')
+from .registry import ANNOTATION_NAME, LEARNING_SPLITS, TRAIN_VAL, annotation_path, image_dir
 
 
 def _unique_name(name: str, prefix: str, taken_stems: Container[str]) -> str:
@@ -60,7 +58,7 @@ def merge_coco(splits: dict[str, dict]) -> tuple[dict, dict[str, tuple[str, str]
 def train_val_coco(data_root: str | Path, dataset: str) -> tuple[dict, dict[str, tuple[str, str]]]:
     """:func:`merge_coco` of the dataset's train and val splits, which must be free of
     errors and have the same categories."""
-    splits = {split: require_valid_split(data_root, dataset, split) for split in SOURCE_SPLITS}
+    splits = {split: require_valid_split(data_root, dataset, split) for split in LEARNING_SPLITS}
     categories = [sorted((c['id'], c['name']) for c in coco['categories'])
                   for coco in splits.values()]
     if categories[0] != categories[1]:

@@ -37,8 +37,8 @@ VISION_DATASETS: tuple[str, ...] = tuple(VISION_CLASSES)
 # it is train and val read together (see custom_modules/vision/selection.py).
 SPLITS: tuple[str, ...] = ('train', 'val', 'inference', 'inference_gt')
 TRAIN_VAL = 'train_val'
-# The labelled splits a model may learn from; they decide which categories are classes
-# (the hidden inference_gt never does).
+# The labelled splits a model may learn from, in the order train_val reads them; they
+# decide which categories are classes (the hidden inference_gt never does).
 LEARNING_SPLITS: tuple[str, ...] = ('train', 'val')
 # Roboflow names the validation split's folder ``valid``.
 SPLIT_ALIASES: dict[str, str] = {'val': 'valid'}
@@ -104,7 +104,6 @@ class DatasetClasses:
         if self.project is None:
             return None
         return f'{self.ann_file}: {project_category_note(self.project)}'
-
 
 
 def dataset_classes(data_root: str | Path, dataset: str) -> DatasetClasses:

@@ -16,17 +16,13 @@ from mmengine.logging import print_log
 
 from custom_modules.formats.errors import FormatError
 
-from .registry import TRAIN_VAL, annotation_path, dataset_classes, image_dir
+from .registry import LEARNING_SPLITS, TRAIN_VAL, annotation_path, dataset_classes, image_dir
 
 SEMANTIC_CLASSES = ('background', 'defect')
-# What the train+val split reads, one dataset after the other (as the merge export
-# writes them, so a seeded run sees the same samples in the same order).
-TRAIN_VAL_SPLITS = ('train', 'val')
 
 
 def require_split(data_root: str | Path, dataset: str, split: str) -> Path:
-    """The split's annotation file, or a one-line error naming what is missing
-    (``train_val``: both of its splits must be there; the train one is returned)."""
+    """The split's annotation file, or a one-line error naming what is missing."""
     root = Path(data_root)
     if not root.is_dir():
         raise FormatError(f'{root}: data root does not exist')
@@ -35,11 +31,10 @@ def require_split(data_root: str | Path, dataset: str, split: str) -> Path:
                                                                          'train').is_file())
         raise FormatError(f'{root / dataset}: unknown dataset {dataset!r} '
                           f'(found: {", ".join(known) or "none"})')
-    for part in TRAIN_VAL_SPLITS if split == TRAIN_VAL else (split, ):
-        ann = annotation_path(root, dataset, part)
-        if not ann.is_file():
-            raise FormatError(f'{ann}: missing annotation file for split {split!r}')
-    return annotation_path(root, dataset, TRAIN_VAL_SPLITS[0] if split == TRAIN_VAL else split)
+    ann = annotation_path(root, dataset, split)
+    if not ann.is_file():
+        raise FormatError(f'{ann}: missing annotation file for split {split!r}')
+    return ann
 
 
 def innermost_dataset(dataset_cfg: ConfigDict) -> ConfigDict:
@@ -78,13 +73,15 @@ def _point_dataset(inner: ConfigDict, data_root: Path, dataset: str, split: str,
 def _point_train_dataset(loader_cfg: ConfigDict, data_root: Path, dataset: str, split: str,
                          classes: tuple[str, ...], semantic: bool) -> None:
     """Point the training dataset at ``split``; ``train_val`` becomes a ``ConcatDataset``
-    of train and val inside the config's wrappers, read from the data root as they are."""
+    of train and val inside the config's wrappers, read from the data root as they are
+    (in the merge export's order, so a seeded run sees the same samples in the same
+    order)."""
     holder = _innermost_holder(loader_cfg)
     if split != TRAIN_VAL:
         _point_dataset(holder.dataset, data_root, dataset, split, classes, semantic)
         return
     parts = []
-    for part in TRAIN_VAL_SPLITS:
+    for part in LEARNING_SPLITS:
         part_cfg = ConfigDict(holder.dataset.to_dict())
         _point_dataset(part_cfg, data_root, dataset, part, classes, semantic)
         parts.append(part_cfg)
@@ -118,7 +115,8 @@ def select_dataset(cfg: Config, data_root: str | Path, dataset: str, *,
     root = Path(data_root)
     semantic = is_semantic(cfg)
     train_split = train_split or 'train'
-    require_split(root, dataset, train_split)
+    for split in LEARNING_SPLITS if train_split == TRAIN_VAL else (train_split, ):
+        require_split(root, dataset, split)
     if semantic:
         classes = SEMANTIC_CLASSES
     else:
