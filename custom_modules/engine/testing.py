@@ -52,9 +52,9 @@ def configure_test(cfg: Config, data_root: str | Path, dataset: str, split: str,
 
     Detectors: the COCO metric (``VisionCocoMetric``) writes ``.segm.json`` and
     ``.bbox.json`` with the annotation file's category ids (``format_only`` on an
-    unlabelled split). The
-    semantic model: :class:`SemanticResultsWriter` writes ``.sem.json``, after
-    MMSegmentation's IoU metric where the split has annotations to make masks of.
+    unlabelled split). The semantic model: :class:`SemanticResultsWriter` writes
+    ``.sem.json``, after MMSegmentation's IoU metric where the split has annotations to
+    make masks of.
     """
     prefix = str(outfile_prefix)
     labelled = _has_annotations(annotation_path(data_root, dataset, split))

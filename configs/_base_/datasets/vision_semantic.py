@@ -1,9 +1,10 @@
 # VISION binary defect segmentation data (background / defect) for the semantic model.
 # The masks are made from the instance annotations as samples load (LoadDefectMask: the
-# union of the instance masks, nothing written to disk); the dataset (data_root, ann_file, data_prefix) is chosen by tools/train.py and
-# tools/test.py. The semantic model config also inherits MMSegmentation's ADE20K config,
-# and bases may not share keys, so these carry a `semantic_` prefix: the model config
-# assigns them to its dataloaders.
+# union of the instance masks, nothing written to disk); the dataset (data_root,
+# ann_file, data_prefix) is chosen by tools/train.py and tools/test.py. The semantic
+# model config also inherits MMSegmentation's ADE20K config, and bases may not share
+# keys, so these carry a `semantic_` prefix: the model config assigns them to its
+# dataloaders.
 semantic_dataset_type = 'VisionSemanticDataset'
 semantic_crop_size = (512, 512)
 # Shorter side 0.5x..2x the crop (as MMSegmentation's Mask2Former recipe), then a crop
