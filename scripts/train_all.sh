@@ -10,7 +10,8 @@
 # (a checkpoint but no `done`) is resumed. The first failure stops the loop.
 #
 # Environment: DATA_ROOT (data/vision), WORK_ROOT (work_dirs), PYTHON (python),
-# TRAIN_ARGS (more tools/train.py arguments, e.g. "--max-iters 2000"), and
+# TRAIN_ARGS (more tools/train.py arguments, e.g. "--max-iters 2000", or "--split
+# train_val" to train on train and val together as the authors' final models), and
 # dist_train.sh's NNODES, NODE_RANK, MASTER_ADDR, PORT.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -96,6 +96,15 @@ def coco_dict(images: list[tuple[str, int, int]], categories: list[tuple[int, st
     }
 
 
+def restart_ids(coco: dict) -> None:
+    """Number images and annotations from 0, as Roboflow does in every split."""
+    new_id = {img['id']: k for k, img in enumerate(coco['images'])}
+    for img in coco['images']:
+        img['id'] = new_id[img['id']]
+    for k, ann in enumerate(coco['annotations']):
+        ann['id'], ann['image_id'] = k, new_id[ann['image_id']]
+
+
 def write_image(path: Path, width: int, height: int, seed: int) -> None:
     """Random pixels, so every image file's content is unique."""
     pixels = np.random.RandomState(seed).randint(0, 256, (height, width, 3), dtype=np.uint8)

@@ -180,6 +180,28 @@ def test_default_datasets_are_those_with_results(root, tmp_path):
         evaluate_datasets(root, 'val', tmp_path, iou_type='bbox')
 
 
+def test_a_data_root_holding_only_the_scored_split(root, tmp_path):
+    """Scoring needs the scored split only (no train split, no images), and finds the
+    datasets by it; a Roboflow ``valid/`` folder is the val split."""
+    scored = tmp_path / 'scored'
+    (scored / 'Widget' / 'inference_gt').mkdir(parents=True)
+    (scored / 'Widget' / 'inference_gt' / ANN).write_text((root / 'Widget' / 'inference_gt'
+                                                           / ANN).read_text())
+    (scored / 'Cable' / 'valid').mkdir(parents=True)
+    (scored / 'Cable' / 'valid' / ANN).write_text((root / 'Cable' / 'val' / ANN).read_text())
+    preds = tmp_path / 'preds'
+    write_json(predictions(root / 'Widget' / 'inference_gt' / ANN, 3), preds / 'Widget.segm.json')
+    write_json(predictions(root / 'Cable' / 'val' / ANN, 4), preds / 'Cable.segm.json')
+    for dataset, split in (('Widget', 'inference_gt'), ('Cable', 'val')):
+        scores = evaluate_datasets(scored, split, preds)
+        assert list(scores) == [dataset]
+        expected = pycocotools_stats(root / dataset / split / ANN,
+                                     preds / f'{dataset}.segm.json')
+        assert scores[dataset]['mAP'] == pytest.approx(expected[0], abs=1e-9)
+    assert call_tool('evaluate.py', '--data-root', scored, '--split', 'inference_gt',
+                     '--pred-dir', preds) == 0
+
+
 def test_empty_results_score_zero(root, tmp_path):
     write_json([], tmp_path / 'Cable.segm.json')
     scores = evaluate_file(root / 'Cable' / 'val' / ANN, tmp_path / 'Cable.segm.json')

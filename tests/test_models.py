@@ -22,7 +22,7 @@ from custom_modules.datasets import VisionSemanticDataset
 from custom_modules.engine import adapt_to_device, load_config
 from custom_modules.engine.layer_decay import LayerDecayOptimWrapperConstructor  # noqa: F401
 from custom_modules.evaluation.semantic_writer import SemanticResultsWriter
-from custom_modules.formats import FormatError, SplitInfo, load_json, load_semantic_results
+from custom_modules.formats import SplitInfo, load_json, load_semantic_results
 from custom_modules.models.backbones import TimmConvNeXt
 from custom_modules.vision import annotation_path
 
@@ -163,26 +163,23 @@ def test_frozen_stages_stay_frozen_and_in_eval_mode():
         assert all(p.requires_grad == (name not in frozen) for p in module.parameters())
 
 
-def test_semantic_dataset_reads_images_from_the_coco_json(data):
+def test_semantic_dataset_reads_images_and_defect_masks_from_the_coco_json(data):
     root, dataset = data
     coco = load_json(annotation_path(root, dataset, 'val'))
-    common = dict(data_root=str(root), ann_file=f'{dataset}/val/_annotations.coco.json',
-                  pipeline=[])
-    with_masks = VisionSemanticDataset(
-        data_prefix=dict(img_path=f'{dataset}/val', seg_map_path=f'{dataset}/semantic/val'),
-        **common)
-    assert [(d['img_id'], Path(d['img_path']).name, Path(d['seg_map_path']).name)
-            for d in with_masks] == [
-                (img['id'], img['file_name'], Path(img['file_name']).stem + '.png')
-                for img in coco['images']]
-    assert with_masks.metainfo['classes'] == ('background', 'defect')
-
-    no_masks = dict(img_path=f'{dataset}/val', seg_map_path=f'{dataset}/semantic/none')
-    test_set = VisionSemanticDataset(data_prefix=no_masks, test_mode=True, **common)
-    assert len(test_set) == len(coco['images'])
-    assert all('seg_map_path' not in info for info in test_set)
-    with pytest.raises(FormatError, match='semantic/none: no semantic masks'):
-        VisionSemanticDataset(data_prefix=no_masks, **common)
+    val = VisionSemanticDataset(data_root=str(root),
+                                ann_file=f'{dataset}/val/_annotations.coco.json',
+                                data_prefix=dict(img_path=f'{dataset}/val'), pipeline=[])
+    assert [(d['img_id'], Path(d['img_path']).name) for d in val] == [
+        (img['id'], img['file_name']) for img in coco['images']]
+    assert val.metainfo['classes'] == ('background', 'defect')
+    for info, img in zip(val, coco['images']):  # the union of the image's instance masks
+        expected = np.zeros((img['height'], img['width']), dtype=np.uint8)
+        for ann in coco['annotations']:
+            if ann['image_id'] == img['id']:
+                rles = mask_utils.frPyObjects(ann['segmentation'], img['height'], img['width'])
+                expected |= mask_utils.decode(mask_utils.merge(rles))
+        assert expected.any()
+        np.testing.assert_array_equal(mask_utils.decode(info['defect_rle']), expected)
 
 
 def test_semantic_writer_saves_masks_by_image_id(data, tmp_path):

@@ -3,6 +3,7 @@ training, resuming, distributed runs, results files valid against their split, m
 that agree with pycocotools / a direct IoU count, and one-line errors."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,14 +16,13 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from custom_modules.formats import (SplitInfo, load_instance_results, load_json,
                                     load_semantic_results)
-from custom_modules.vision import annotation_path, semantic_dir
+from custom_modules.vision import annotation_path
 
 from tool_helpers import CATEGORY_IDS, REPO, config_path, load_tool, make_data_root
 
@@ -124,15 +124,40 @@ def test_semantic_metrics_on_labelled_split_match_direct_count(data, trained, tm
     ann_file = annotation_path(root, dataset, 'val')
     masks = load_semantic_results(tmp_path / f'{dataset}.sem.json', SplitInfo(ann_file))
     inter, union = np.zeros(2), np.zeros(2)
-    for img in load_json(ann_file)['images']:
-        gt = np.array(Image.open(semantic_dir(root, dataset, 'val') /
-                                 f'{Path(img["file_name"]).stem}.png'))
+    coco = COCO(str(ann_file))
+    for img in coco.dataset['images']:
+        gt = np.zeros((img['height'], img['width']), dtype=np.uint8)  # union of the instances
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=[img['id']])):
+            gt |= coco.annToMask(ann)
         rle = masks[img['id']]
         pred = mask_utils.decode(dict(rle, counts=rle['counts'].encode()))
         for label in (0, 1):
             inter[label] += np.sum((pred == label) & (gt == label))
             union[label] += np.sum((pred == label) | (gt == label))
     assert printed['mIoU'] == pytest.approx(100 * np.mean(inter / union), abs=0.006)
+
+
+def test_results_keep_the_category_ids_of_an_inference_json_ordered_differently(
+        data, trained, tmp_path):
+    """An inference json whose ``categories`` list is in another order than train's gets
+    the same results: classes find their ids by name, not by position in the list."""
+    root, dataset = data
+    reordered = tmp_path / 'reordered'
+    shutil.copytree(root, reordered)
+    for split in ('inference', 'inference_gt'):
+        path = annotation_path(reordered, dataset, split)
+        coco = load_json(path)
+        coco['categories'] = coco['categories'][::-1]
+        path.write_text(json.dumps(coco))
+    assert [c['id'] for c in load_json(annotation_path(reordered, dataset, 'inference'))[
+        'categories']] == list(CATEGORY_IDS[::-1])
+    work_dir = trained('cascade_r50_tiny')
+    results = []
+    for data_root, out in ((root, tmp_path / 'as_train'), (reordered, tmp_path / 'reversed')):
+        _test('cascade_r50_tiny', work_dir, (data_root, dataset), 'inference', out)
+        results.append(load_json(out / f'{dataset}.segm.json'))
+    assert results[0] == results[1] and results[0]
+    assert {d['category_id'] for d in results[0]} <= set(CATEGORY_IDS)
 
 
 def test_resume_continues_from_the_last_checkpoint(data, trained, tmp_path):

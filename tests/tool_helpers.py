@@ -9,7 +9,6 @@ from types import ModuleType
 
 from custom_modules.synthetic import generate
 from custom_modules.vision import SPLITS, annotation_path
-from custom_modules.vision.semantic_masks import write_all_semantic_masks
 
 REPO = Path(__file__).resolve().parents[1]
 # Category ids that differ from label indices, so tests see ids mapped back.
@@ -18,7 +17,7 @@ CATEGORY_IDS = (4, 9)
 
 def make_data_root(root: Path) -> str:
     """One synthetic dataset (smoke preset: a few images of 128-256 px) with category
-    ids CATEGORY_IDS and semantic masks; returns the dataset name."""
+    ids CATEGORY_IDS; returns the dataset name."""
     (dataset, ) = generate(root, seed=0, num_datasets=1, preset='smoke', progress=False)
     for split in SPLITS:
         ann_file = annotation_path(root, dataset, split)
@@ -32,7 +31,6 @@ def make_data_root(root: Path) -> str:
         for ann in coco.get('annotations', []):
             ann['category_id'] = new_id[ann['category_id']]
         ann_file.write_text(json.dumps(coco))
-    write_all_semantic_masks(root, [dataset], None)
     return dataset
 
 

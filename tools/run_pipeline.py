@@ -4,7 +4,7 @@
         [--datasets A B ...] [--models htc r50 convnext mask2former] [--gpus N] [--jobs J]
         [--synthetic] [--iters N] [--no-val-weights]
 
-Stages: check/merge/semantic masks -> train-only models scored on val (ensemble weights)
+Stages: check of the data root (read only) -> train-only models scored on val (ensemble weights)
 -> train+val models predict the inference split (instance models with TTA; the tiny
 preset lets the train-only instance models predict instead, to halve training) -> semantic
 fusion into HTC -> weighted mask-IoU NMS ensemble -> submission.zip -> scores of every

@@ -22,8 +22,9 @@ from custom_modules.formats import FormatError
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add_common_arguments(parser)
-    parser.add_argument('--split', default=None,
-                        help='training split (default: train_val if present, else train)')
+    parser.add_argument('--split', default='train',
+                        help='training split: train (validated on val), or train_val (train '
+                        'and val read together, as the authors\' final models)')
     parser.add_argument('--val-split', default=None,
                         help='validation split (default: val when training on train)')
     parser.add_argument('--no-validate', action='store_true',

@@ -2,7 +2,8 @@
 _base_ = 'mmdet::_base_/default_runtime.py'
 
 custom_imports = dict(
-    imports=['custom_modules.models', 'custom_modules.engine.layer_decay'],
+    imports=['custom_modules.models', 'custom_modules.engine.layer_decay',
+             'custom_modules.datasets', 'custom_modules.evaluation.coco_metric'],
     allow_failed_imports=False)
 
 default_hooks = dict(

@@ -1,4 +1,7 @@
-"""Datasets registered with MMSegmentation's ``DATASETS`` registry."""
+"""Datasets and data transforms: VISION splits for MMDetection (``VisionCocoDataset``) and
+MMSegmentation (``VisionSemanticDataset``, ``LoadDefectMask``)."""
+from .transforms import LoadDefectMask
+from .vision_coco import VisionCocoDataset
 from .vision_semantic import VisionSemanticDataset
 
-__all__ = ['VisionSemanticDataset']
+__all__ = ['LoadDefectMask', 'VisionCocoDataset', 'VisionSemanticDataset']

@@ -11,7 +11,7 @@ from mmengine.config import Config, ConfigDict
 from custom_modules.formats import (BBOX_SUFFIX, INSTANCE_SUFFIX, SEMANTIC_SUFFIX, FormatError,
                                     SplitInfo, load_instance_results, load_json,
                                     load_semantic_results)
-from custom_modules.vision.registry import annotation_path, semantic_dir
+from custom_modules.vision.registry import annotation_path
 from custom_modules.vision.selection import innermost_dataset, is_semantic
 
 __all__ = ['use_tta', 'configure_test', 'publish_results']
@@ -50,23 +50,24 @@ def configure_test(cfg: Config, data_root: str | Path, dataset: str, split: str,
     """Make the test evaluator write the split's results files at ``outfile_prefix``
     (and score a labelled split); return the paths of the files it will write.
 
-    Detectors: MMDetection's ``CocoMetric`` writes ``.segm.json`` and ``.bbox.json`` with
-    the annotation file's category ids (``format_only`` on an unlabelled split). The
-    semantic model: :class:`SemanticResultsWriter` writes ``.sem.json``, after
-    MMSegmentation's IoU metric where the split has masks.
+    Detectors: the COCO metric (``VisionCocoMetric``) writes ``.segm.json`` and
+    ``.bbox.json`` with the annotation file's category ids (``format_only`` on an
+    unlabelled split). The semantic model: :class:`SemanticResultsWriter` writes
+    ``.sem.json``, after MMSegmentation's IoU metric where the split has annotations to
+    make masks of.
     """
     prefix = str(outfile_prefix)
+    labelled = _has_annotations(annotation_path(data_root, dataset, split))
     if not is_semantic(cfg):
-        labelled = _has_annotations(annotation_path(data_root, dataset, split))
         cfg.test_evaluator = ConfigDict(cfg.test_evaluator.to_dict(), outfile_prefix=prefix,
                                         format_only=not labelled)
         return [Path(prefix + INSTANCE_SUFFIX), Path(prefix + BBOX_SUFFIX)]
     metrics = cfg.test_evaluator
     metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
-    if not semantic_dir(data_root, dataset, split).is_dir():  # no masks: predict only
+    if not labelled:  # no masks: predict only
         metrics = []
         test_set = innermost_dataset(cfg.test_dataloader.dataset)
-        test_set.pipeline = _without_transform(test_set.pipeline, 'LoadAnnotations')
+        test_set.pipeline = _without_transform(test_set.pipeline, 'LoadDefectMask')
     cfg.test_evaluator = metrics + [dict(type='SemanticResultsWriter', outfile_prefix=prefix)]
     return [Path(prefix + SEMANTIC_SUFFIX)]
 

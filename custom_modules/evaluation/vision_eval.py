@@ -112,13 +112,13 @@ def evaluate_datasets(data_root: str | Path, split: str, pred_dir: str | Path,
                       datasets: Sequence[str] | None = None,
                       iou_type: str = 'segm') -> dict[str, dict[str, float]]:
     """``dataset -> stats`` for ``datasets`` (default: every dataset of the root that has
-    a results file in ``pred_dir``)."""
+    ``split`` and a results file in ``pred_dir``)."""
     if datasets is None:
-        datasets = [d for d in available_datasets(data_root)
+        datasets = [d for d in available_datasets(data_root, split)
                     if prediction_path(pred_dir, d, iou_type).is_file()]
         if not datasets:
             raise FormatError(f'{pred_dir}: no <Dataset>{RESULT_SUFFIXES[iou_type]} results '
-                              f'file for any dataset of {data_root}')
+                              f'file for any dataset of {data_root} with a {split} split')
     scores = {}
     for dataset in datasets:
         pred_file = prediction_path(pred_dir, dataset, iou_type)

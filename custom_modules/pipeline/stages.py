@@ -100,14 +100,11 @@ def run_parallel(ctx: PipelineContext, tasks: list[Callable[[dict[str, str]], No
 
 
 def prepare_data(ctx: PipelineContext) -> None:
-    """Validate the data root, merge train+val and write the binary semantic masks."""
-    tool = 'tools/dataset_converters/vision.py'
-    root, datasets = ctx.data_root, ['--datasets', *ctx.datasets]
-    ctx.runner.run('data', 'check', python_tool(tool, 'check', root, *datasets))
-    ctx.runner.run('data', 'merge train+val', python_tool(tool, 'merge', root, *datasets),
-                   outputs=[annotation_path(root, d, 'train_val') for d in ctx.datasets])
-    ctx.runner.run('data', 'semantic masks', python_tool(tool, 'semantic', root, *datasets),
-                   outputs=[root / d / 'semantic' / 'train_val' for d in ctx.datasets])
+    """Validate the data root: errors stop the pipeline, warnings are summarised in the
+    stage's log. Nothing is derived on disk (training reads train+val and makes the
+    semantic masks as it loads samples), so the data root may be read-only."""
+    ctx.runner.run('data', 'check', python_tool('tools/dataset_converters/vision.py', 'check',
+                                                ctx.data_root, '--datasets', *ctx.datasets))
 
 
 def train(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split: str,

@@ -4,7 +4,7 @@ from .fusion import FUSION_RULES, fuse_detections, fuse_dirs, fuse_image
 from .nms import (SOFT_NMS_MIN_SCORE, SUPPRESSION_RULES, NMSSettings, PooledImage, greedy_nms,
                   select_detections, soft_nms)
 from .rle import as_str_counts, box_pixel_range, box_rle
-from .submission import check_submission, split_datasets, write_submission
+from .submission import check_submission, write_submission
 from .weights import WEIGHT_FLOOR, WEIGHT_MAPPINGS, map_weights, weights_from_metrics
 
 __all__ = [
@@ -12,6 +12,6 @@ __all__ = [
     'WEIGHT_MAPPINGS', 'NMSSettings', 'PooledImage', 'as_str_counts', 'box_pixel_range',
     'box_rle', 'check_submission', 'ensemble_dataset', 'ensemble_detections', 'ensemble_dirs',
     'fuse_detections', 'fuse_dirs', 'fuse_image', 'greedy_nms', 'map_weights', 'pool_by_image',
-    'select_detections', 'soft_nms', 'split_datasets', 'weights_from_metrics',
+    'select_detections', 'soft_nms', 'weights_from_metrics',
     'write_submission'
 ]

@@ -8,15 +8,7 @@ from typing import Sequence
 
 from custom_modules.formats import (INSTANCE_SUFFIX, FormatError, SplitInfo, atomic_output,
                                     instance_results_path, load_instance_results)
-from custom_modules.vision import ANNOTATION_NAME, annotation_path
-
-
-def split_datasets(data_root: str | Path, split: str) -> list[str]:
-    """Datasets of ``data_root`` that have an annotation file for ``split``."""
-    root = Path(data_root)
-    if not root.is_dir():
-        raise FormatError(f'{root}: data root does not exist')
-    return sorted(p.parent.parent.name for p in root.glob(f'*/{split}/{ANNOTATION_NAME}'))
+from custom_modules.vision import annotation_path, available_datasets
 
 
 def check_submission(pred_dir: str | Path, data_root: str | Path, split: str = 'inference',
@@ -26,7 +18,7 @@ def check_submission(pred_dir: str | Path, data_root: str | Path, split: str = '
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         return [], [f'{pred_dir}: prediction directory does not exist']
-    names = list(dict.fromkeys(datasets)) if datasets else split_datasets(data_root, split)
+    names = list(dict.fromkeys(datasets)) if datasets else available_datasets(data_root, split)
     problems = []
     if not names:
         problems.append(f'{data_root}: no dataset has a {split} split')

@@ -1,8 +1,10 @@
-"""``train_val``: the train and val splits of a dataset merged, as the authors trained.
+"""The ``train_val`` split (train and val together, as the authors trained) as one COCO file.
 
-Image and annotation ids are renumbered (the two splits number independently); a val file
-name whose stem clashes with a train one gets a ``val_`` prefix. Images are hard-linked, so the
-merged split costs no disk space on the same filesystem.
+Training reads train and val as they are (an MMEngine ``ConcatDataset``, see
+:mod:`custom_modules.vision.selection`); this module gives the same split as files, for
+other tools: image and annotation ids are renumbered (the two splits number
+independently), and a val file name whose stem clashes with a train one gets a ``val_``
+prefix. The export goes to a folder the user names, never into the data root.
 """
 from __future__ import annotations
 
@@ -14,10 +16,7 @@ from typing import Container
 from custom_modules.formats import FormatError, atomic_directory, dump_json
 
 from .checks import require_valid_split
-from .registry import ANNOTATION_NAME, annotation_path, image_dir
-
-MERGED_SPLIT = 'train_val'
-SOURCE_SPLITS = ('train', 'val')
+from .registry import ANNOTATION_NAME, LEARNING_SPLITS, TRAIN_VAL, annotation_path, image_dir
 
 
 def _unique_name(name: str, prefix: str, taken_stems: Container[str]) -> str:
@@ -56,6 +55,27 @@ def merge_coco(splits: dict[str, dict]) -> tuple[dict, dict[str, tuple[str, str]
     return merged, sources
 
 
+def train_val_coco(data_root: str | Path, dataset: str) -> tuple[dict, dict[str, tuple[str, str]]]:
+    """:func:`merge_coco` of the dataset's train and val splits, which must be free of
+    errors and have the same categories."""
+    splits = {split: require_valid_split(data_root, dataset, split) for split in LEARNING_SPLITS}
+    categories = [sorted((c['id'], c['name']) for c in coco['categories'])
+                  for coco in splits.values()]
+    if categories[0] != categories[1]:
+        raise FormatError(f'{annotation_path(data_root, dataset, "val")}: categories '
+                          f'{categories[1]} differ from train\'s {categories[0]}; cannot merge')
+    return merge_coco(splits)
+
+
+def require_outside(data_root: str | Path, out_root: str | Path) -> None:
+    """Refuse an output folder in the data root: the data root is input only (it may be a
+    read-only dataset store)."""
+    root, out = Path(data_root).resolve(), Path(out_root).resolve()
+    if out == root or root in out.parents:
+        raise FormatError(f'{out_root}: output folder inside the data root {data_root} '
+                          '(the data root is input only; name another folder)')
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -64,23 +84,14 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def merge_train_val(data_root: str | Path, dataset: str) -> Path:
-    """Write ``<root>/<dataset>/train_val`` (replacing an earlier one); return its folder."""
-    splits = {split: require_valid_split(data_root, dataset, split) for split in SOURCE_SPLITS}
-    categories = [sorted((c['id'], c['name']) for c in coco['categories'])
-                  for coco in splits.values()]
-    if categories[0] != categories[1]:
-        raise FormatError(f'{annotation_path(data_root, dataset, "val")}: categories '
-                          f'{categories[1]} differ from train\'s {categories[0]}; cannot merge')
-    merged, sources = merge_coco(splits)
-    out_dir = Path(data_root) / dataset / MERGED_SPLIT
+def export_train_val(data_root: str | Path, dataset: str, out_root: str | Path) -> Path:
+    """Write ``<out_root>/<dataset>/train_val`` (json and images, hard-linked where the
+    filesystem allows; replacing an earlier export); return its folder."""
+    require_outside(data_root, out_root)
+    merged, sources = train_val_coco(data_root, dataset)
+    out_dir = Path(out_root) / dataset / TRAIN_VAL
     with atomic_directory(out_dir) as tmp:
         for name, (split, original) in sources.items():
             _link_or_copy(image_dir(data_root, dataset, split) / original, tmp / name)
         dump_json(merged, tmp / ANNOTATION_NAME)
     return out_dir
-
-
-def merge_datasets(data_root: str | Path, datasets: list[str]) -> list[Path]:
-    """:func:`merge_train_val` for each dataset."""
-    return [merge_train_val(data_root, dataset) for dataset in datasets]

@@ -1,15 +1,19 @@
 """The 14 VISION Challenge datasets and their defect classes.
 
-The annotation file of a dataset is the authority on class order and category ids
-(:func:`categories_from_annotation`); this registry is the fallback when no file is at
-hand and the check that a file belongs to the dataset it claims to be.
+The annotation files of a dataset are the authority on its classes and category ids
+(:func:`dataset_classes`); this registry checks that a file belongs to the VISION dataset
+it claims to be. Also the layout of a data root: where each split's files are.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from custom_modules.formats.errors import FormatError
-from custom_modules.formats.json_io import load_json
+
+from .annotations import load_coco
+from .categories import class_categories, project_category_note
 
 VISION_CLASSES: dict[str, tuple[str, ...]] = {
     'Cable': ('break', 'thunderbolt'),
@@ -29,28 +33,41 @@ VISION_CLASSES: dict[str, tuple[str, ...]] = {
     'Wood': ('impurities', 'pits'),
 }
 VISION_DATASETS: tuple[str, ...] = tuple(VISION_CLASSES)
-SPLITS: tuple[str, ...] = ('train', 'val', 'train_val', 'inference', 'inference_gt')
+# The splits of the layout; a dataset may have any of them. ``train_val`` is no folder:
+# it is train and val read together (see custom_modules/vision/selection.py).
+SPLITS: tuple[str, ...] = ('train', 'val', 'inference', 'inference_gt')
+TRAIN_VAL = 'train_val'
+# The labelled splits a model may learn from, in the order train_val reads them; they
+# decide which categories are classes (the hidden inference_gt never does).
+LEARNING_SPLITS: tuple[str, ...] = ('train', 'val')
+# Roboflow names the validation split's folder ``valid``.
+SPLIT_ALIASES: dict[str, str] = {'val': 'valid'}
 ANNOTATION_NAME = '_annotations.coco.json'
+
+
+def split_dir(data_root: str | Path, dataset: str, split: str) -> Path:
+    """``<root>/<Dataset>/<split>``, or the split's alias (``valid`` for ``val``) when only
+    that folder exists."""
+    folder = Path(data_root) / dataset / split
+    alias = SPLIT_ALIASES.get(split)
+    if alias is not None and not folder.is_dir() and folder.with_name(alias).is_dir():
+        return folder.with_name(alias)
+    return folder
 
 
 def annotation_path(data_root: str | Path, dataset: str, split: str) -> Path:
     """``<root>/<Dataset>/<split>/_annotations.coco.json``: the VISION layout."""
-    return Path(data_root) / dataset / split / ANNOTATION_NAME
+    return split_dir(data_root, dataset, split) / ANNOTATION_NAME
 
 
 def image_dir(data_root: str | Path, dataset: str, split: str) -> Path:
     """Folder holding a split's images; ``inference_gt`` is a json only and shares the
     images of ``inference``."""
-    return Path(data_root) / dataset / ('inference' if split == 'inference_gt' else split)
+    return split_dir(data_root, dataset, 'inference' if split == 'inference_gt' else split)
 
 
-def semantic_dir(data_root: str | Path, dataset: str, split: str) -> Path:
-    """``<root>/<Dataset>/semantic/<split>``: binary defect masks, one PNG per image."""
-    return Path(data_root) / dataset / 'semantic' / split
-
-
-def available_datasets(data_root: str | Path) -> list[str]:
-    """Datasets under ``data_root`` that have a train split, VISION ones first.
+def available_datasets(data_root: str | Path, split: str = 'train') -> list[str]:
+    """Datasets under ``data_root`` that have ``split``, VISION ones first.
 
     Datasets unknown to the registry (a user's own) are accepted too: their annotation
     files define their classes.
@@ -58,35 +75,53 @@ def available_datasets(data_root: str | Path) -> list[str]:
     root = Path(data_root)
     if not root.is_dir():
         raise FormatError(f'{root}: data root does not exist')
-    found = sorted(p.parent.parent.name for p in root.glob(f'*/train/{ANNOTATION_NAME}'))
+    found = sorted(p.name for p in root.iterdir()
+                   if annotation_path(root, p.name, split).is_file())
     known = [d for d in VISION_DATASETS if d in found]
     return known + [d for d in found if d not in VISION_CLASSES]
 
 
-def categories_from_annotation(ann_file: str | Path) -> list[dict]:
-    """The ``categories`` of a COCO annotation file, sorted by id."""
-    data = load_json(ann_file)
-    if not isinstance(data, dict) or not isinstance(data.get('categories'), list):
-        raise FormatError(f'{ann_file}: no "categories" list')
-    return sorted(data['categories'], key=lambda c: c['id'])
+def registry_mismatch(dataset: str, names: Iterable[str]) -> str | None:
+    """Why class ``names`` cannot be the VISION dataset ``dataset``'s (``None``: they can,
+    or the dataset is a user's own)."""
+    expected = VISION_CLASSES.get(dataset)
+    if expected is None or sorted(names) == sorted(expected):
+        return None
+    return (f'categories {sorted(names)} do not match the VISION classes of {dataset} '
+            f'{sorted(expected)}')
 
 
-def dataset_classes(dataset: str, ann_file: str | Path | None = None) -> tuple[str, ...]:
-    """Class names of ``dataset`` in category-id order.
+@dataclass(frozen=True)
+class DatasetClasses:
+    """A dataset's classes (in category-id order of ``ann_file``, the train split's) and
+    Roboflow's project category when it was left out."""
+    names: tuple[str, ...]
+    ann_file: Path
+    project: dict | None = None
 
-    Taken from ``ann_file`` when given; for a registered VISION dataset the names must
-    then match the registry's (order may differ, ids come from the file).
-    """
-    if ann_file is None:
-        if dataset not in VISION_CLASSES:
-            raise FormatError(f'unknown dataset {dataset!r}: not one of {", ".join(VISION_DATASETS)} '
-                              'and no annotation file given')
-        return VISION_CLASSES[dataset]
-    names = tuple(str(c['name']) for c in categories_from_annotation(ann_file))
+    def project_note(self) -> str | None:
+        """The line saying the project category was left out (``None``: none was)."""
+        if self.project is None:
+            return None
+        return f'{self.ann_file}: {project_category_note(self.project)}'
+
+
+def dataset_classes(data_root: str | Path, dataset: str) -> DatasetClasses:
+    """The classes of ``dataset``: the train split's categories, less Roboflow's project
+    category when no train or val annotation uses it. For a registered VISION dataset
+    the names must be the registry's (their order and ids come from the file)."""
+    ann_file = annotation_path(data_root, dataset, 'train')
+    train = load_coco(ann_file)
+    used = {a['category_id'] for a in train['annotations']}
+    for split in LEARNING_SPLITS[1:]:
+        other = annotation_path(data_root, dataset, split)
+        if other.is_file():
+            used |= {a['category_id'] for a in load_coco(other)['annotations']}
+    categories, project = class_categories(train['categories'], used)
+    names = tuple(str(c['name']) for c in categories)
     if len(set(names)) != len(names):
         raise FormatError(f'{ann_file}: duplicate category names {names}')
-    expected = VISION_CLASSES.get(dataset)
-    if expected is not None and set(names) != set(expected):
-        raise FormatError(f'{ann_file}: categories {sorted(names)} do not match the VISION '
-                          f'classes of {dataset} {sorted(expected)}')
-    return names
+    mismatch = registry_mismatch(dataset, names)
+    if mismatch is not None:
+        raise FormatError(f'{ann_file}: {mismatch}')
+    return DatasetClasses(names, ann_file, project)

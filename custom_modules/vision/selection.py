@@ -3,7 +3,8 @@
 ``--cfg-options`` cannot do this: ``ann_file``, ``data_prefix``, classes, evaluator files
 and the heads' ``num_classes`` all derive from (data root, dataset, split). The entry
 points call :func:`select_dataset` instead, so one config serves all 14 datasets (and a
-user's own datasets in the same layout).
+user's own datasets in the same layout). The data root is only read: the ``train_val``
+split is train and val read one after the other, not a folder.
 """
 from __future__ import annotations
 
@@ -11,19 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
 
 from custom_modules.formats.errors import FormatError
 
-from .registry import annotation_path, dataset_classes, image_dir
+from .registry import LEARNING_SPLITS, TRAIN_VAL, annotation_path, dataset_classes, image_dir
 
 SEMANTIC_CLASSES = ('background', 'defect')
-
-
-def default_train_split(data_root: str | Path, dataset: str) -> str:
-    """``train_val`` (train and val merged, as the authors trained) when present."""
-    if annotation_path(data_root, dataset, 'train_val').is_file():
-        return 'train_val'
-    return 'train'
 
 
 def require_split(data_root: str | Path, dataset: str, split: str) -> Path:
@@ -32,7 +27,8 @@ def require_split(data_root: str | Path, dataset: str, split: str) -> Path:
     if not root.is_dir():
         raise FormatError(f'{root}: data root does not exist')
     if not (root / dataset).is_dir():
-        known = sorted(p.name for p in root.iterdir() if (p / 'train').is_dir())
+        known = sorted(p.name for p in root.iterdir() if annotation_path(root, p.name,
+                                                                         'train').is_file())
         raise FormatError(f'{root / dataset}: unknown dataset {dataset!r} '
                           f'(found: {", ".join(known) or "none"})')
     ann = annotation_path(root, dataset, split)
@@ -48,23 +44,48 @@ def innermost_dataset(dataset_cfg: ConfigDict) -> ConfigDict:
     return dataset_cfg
 
 
+def _innermost_holder(loader_cfg: ConfigDict) -> ConfigDict:
+    """The config node whose ``dataset`` is the innermost dataset of a dataloader."""
+    node = loader_cfg
+    while 'dataset' in node.dataset:
+        node = node.dataset
+    return node
+
+
 def is_semantic(cfg: Config) -> bool:
     """Whether ``cfg`` is the semantic model's (MMSegmentation) rather than a detector's."""
     return cfg.get('default_scope') == 'mmseg'
 
 
-def _point_dataset(dataset_cfg: ConfigDict, data_root: Path, dataset: str, split: str,
+def _point_dataset(inner: ConfigDict, data_root: Path, dataset: str, split: str,
                    classes: tuple[str, ...], semantic: bool) -> None:
-    inner = innermost_dataset(dataset_cfg)
+    """Point one (innermost) dataset config at a split on disk."""
     inner.data_root = str(data_root)
-    inner.ann_file = f'{dataset}/{split}/_annotations.coco.json'
+    inner.ann_file = str(annotation_path(data_root, dataset, split).relative_to(data_root))
     images = image_dir(data_root, dataset, split).relative_to(data_root)  # inference_gt
     if semantic:
-        inner.data_prefix = dict(img_path=str(images),
-                                 seg_map_path=f'{dataset}/semantic/{split}')
+        inner.data_prefix = dict(img_path=str(images))
     else:
         inner.data_prefix = dict(img=f'{images}/')
         inner.metainfo = dict(classes=classes)
+
+
+def _point_train_dataset(loader_cfg: ConfigDict, data_root: Path, dataset: str, split: str,
+                         classes: tuple[str, ...], semantic: bool) -> None:
+    """Point the training dataset at ``split``; ``train_val`` becomes a ``ConcatDataset``
+    of train and val inside the config's wrappers, read from the data root as they are
+    (in the merge export's order, so a seeded run sees the same samples in the same
+    order)."""
+    holder = _innermost_holder(loader_cfg)
+    if split != TRAIN_VAL:
+        _point_dataset(holder.dataset, data_root, dataset, split, classes, semantic)
+        return
+    parts = []
+    for part in LEARNING_SPLITS:
+        part_cfg = ConfigDict(holder.dataset.to_dict())
+        _point_dataset(part_cfg, data_root, dataset, part, classes, semantic)
+        parts.append(part_cfg)
+    holder.dataset = ConfigDict(type='ConcatDataset', datasets=parts)
 
 
 def _set_num_classes(node: Any, num_classes: int) -> None:
@@ -85,18 +106,28 @@ def select_dataset(cfg: Config, data_root: str | Path, dataset: str, *,
                    test_split: str | None = None) -> tuple[str, ...]:
     """Set every dataset-derived field of ``cfg`` in place; return the class names.
 
-    ``train_split`` defaults to :func:`default_train_split`; validation runs on
-    ``val_split`` (default ``val`` when training on ``train``, none when training on
-    ``train_val``, whose images include val). ``test_split`` sets the test loader.
+    ``train_split`` defaults to ``train``; ``train_val`` trains on train and val together,
+    as the authors' final models. Validation runs on ``val_split`` (default ``val`` when
+    training on ``train``, none when training on ``train_val``, which holds val).
+    ``test_split`` sets the test loader. A detector's classes are the train split's
+    categories (less Roboflow's project category, with one line saying so).
     """
     root = Path(data_root)
     semantic = is_semantic(cfg)
-    train_split = train_split or default_train_split(root, dataset)
-    train_ann = require_split(root, dataset, train_split)
-    classes = SEMANTIC_CLASSES if semantic else dataset_classes(dataset, train_ann)
-    _point_dataset(cfg.train_dataloader.dataset, root, dataset, train_split, classes, semantic)
+    train_split = train_split or 'train'
+    for split in LEARNING_SPLITS if train_split == TRAIN_VAL else (train_split, ):
+        require_split(root, dataset, split)
+    if semantic:
+        classes = SEMANTIC_CLASSES
+    else:
+        found = dataset_classes(root, dataset)
+        if found.project_note() is not None:
+            print_log(found.project_note(), logger='current')
+        classes = found.names
+    _point_train_dataset(cfg.train_dataloader, root, dataset, train_split, classes, semantic)
 
-    if val_split is None and train_split == 'train' and annotation_path(root, dataset, 'val').is_file():
+    if (val_split is None and train_split == 'train'
+            and annotation_path(root, dataset, 'val').is_file()):
         val_split = 'val'
     if val_split is None:
         cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
@@ -111,10 +142,13 @@ def select_dataset(cfg: Config, data_root: str | Path, dataset: str, *,
 
 def _point_split(cfg: Config, stage: str, root: Path, dataset: str, split: str,
                  classes: tuple[str, ...], semantic: bool) -> None:
+    if split == TRAIN_VAL:
+        raise FormatError(f'{root / dataset}: {TRAIN_VAL} is a training split only '
+                          f'(the {stage} split must be one on disk)')
     ann = require_split(root, dataset, split)
     # Copies: the base configs share one dict between the val and test settings.
     loader = ConfigDict(cfg[f'{stage}_dataloader'].to_dict())
-    _point_dataset(loader.dataset, root, dataset, split, classes, semantic)
+    _point_dataset(innermost_dataset(loader.dataset), root, dataset, split, classes, semantic)
     cfg[f'{stage}_dataloader'] = loader
     evaluator = cfg.get(f'{stage}_evaluator')
     if evaluator is not None and 'ann_file' in evaluator:

@@ -1,7 +1,9 @@
 # VISION instance segmentation data, as the authors trained and tested.
 # The dataset (data_root, ann_file, classes) is chosen by tools/train.py and
 # tools/test.py (--data-root, --dataset, --split), which set every derived field.
-dataset_type = 'CocoDataset'
+# CocoDataset / CocoMetric with classes matched to category ids by name
+# (custom_modules.datasets, custom_modules.evaluation.coco_metric).
+dataset_type = 'VisionCocoDataset'
 data_root = 'data/synthetic/'
 backend_args = None
 
@@ -66,8 +68,8 @@ train_dataloader = dict(
         dataset=dict(
             type=dataset_type,
             data_root=data_root,
-            ann_file='DATASET/train_val/_annotations.coco.json',
-            data_prefix=dict(img='DATASET/train_val/'),
+            ann_file='DATASET/train/_annotations.coco.json',
+            data_prefix=dict(img='DATASET/train/'),
             filter_cfg=dict(filter_empty_gt=True, min_size=0),
             pipeline=train_pipeline,
             backend_args=backend_args)))
@@ -88,7 +90,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 val_evaluator = dict(
-    type='CocoMetric',
+    type='VisionCocoMetric',
     ann_file=data_root + 'DATASET/val/_annotations.coco.json',
     metric=['bbox', 'segm'],
     format_only=False,

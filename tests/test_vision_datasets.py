@@ -1,0 +1,230 @@
+"""Training data read from the data root as it is, and classes matched to category ids by
+name.
+
+``train_val`` is a ``ConcatDataset`` of train and val and the semantic masks are made as
+samples load: both must give exactly the samples (images, boxes, masks, labels, order) of
+the way training read them before, a merged ``train_val/`` folder and PNG masks (which the
+export tools still write), so that a seeded run trains the same model.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from coco_builders import build_root, load_ann, restart_ids
+from mmcv.transforms import Compose
+from mmdet.registry import DATASETS as DET_DATASETS
+from mmdet.registry import METRICS as DET_METRICS
+from mmengine.config import ConfigDict
+from mmengine.registry import init_default_scope
+from mmseg.registry import DATASETS as SEG_DATASETS
+from mmseg.registry import TRANSFORMS as SEG_TRANSFORMS
+from pycocotools import mask as mask_utils
+
+from custom_modules.engine import load_config
+from custom_modules.formats import FormatError
+from custom_modules.vision.merge import export_train_val
+from custom_modules.vision.semantic_masks import export_semantic_masks
+
+from tool_helpers import config_path
+
+ANN = '_annotations.coco.json'
+# Sample fields that name where a sample came from, not what it is.
+PROVENANCE = ('img_id', 'img_path', 'sample_idx')
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory) -> Path:
+    """Widget (sparse category ids, an unlabelled train image, val names that clash with
+    train's) with ids restarting at 0 in train and val."""
+    root = build_root(tmp_path_factory.mktemp('datasets') / 'data', ('Widget', ))
+    for split in ('train', 'val'):
+        path = root / 'Widget' / split / ANN
+        coco = json.loads(path.read_text())
+        restart_ids(coco)
+        path.write_text(json.dumps(coco))
+    return root
+
+
+def _seeded(seed: int, fetch):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return fetch()
+
+
+def _without_provenance(info: dict) -> dict:
+    return {k: v for k, v in info.items() if k not in PROVENANCE}
+
+
+def test_train_val_reads_the_samples_of_the_merged_split(root, tmp_path):
+    cfg = load_config(config_path('cascade_r50_tiny'), None, str(root), 'Widget',
+                      train_split='train_val')
+    train_cfg = cfg.train_dataloader.dataset
+    assert train_cfg.type == 'RepeatDataset' and train_cfg.dataset.type == 'ConcatDataset'
+    assert [d.ann_file for d in train_cfg.dataset.datasets] == [
+        f'Widget/{split}/{ANN}' for split in ('train', 'val')]
+    # before: CocoDataset on the merged folder, inside the same wrapper
+    merged = tmp_path / 'merged'
+    export_train_val(root, 'Widget', merged)
+    old_inner = ConfigDict(train_cfg.dataset.datasets[0].to_dict(), type='CocoDataset',
+                           data_root=str(merged), ann_file=f'Widget/train_val/{ANN}',
+                           data_prefix=dict(img='Widget/train_val/'))
+    init_default_scope('mmdet')
+    new = DET_DATASETS.build(train_cfg)
+    old = DET_DATASETS.build(ConfigDict(train_cfg.to_dict(), dataset=old_inner))
+    assert len(new) == len(old)
+    size = len(new.dataset)
+    assert size == 4  # 3 + 2 images, less the unlabelled one (filter_empty_gt)
+    for idx in range(size):
+        new_info, old_info = new.get_data_info(idx), old.get_data_info(idx)
+        assert _without_provenance(new_info) == _without_provenance(old_info)
+        assert Path(new_info['img_path']).read_bytes() == Path(old_info['img_path']).read_bytes()
+        # through the random training pipeline, seeded alike
+        a, b = _seeded(idx, lambda: new[idx]), _seeded(idx, lambda: old[idx])
+        assert torch.equal(a['inputs'], b['inputs'])
+        ga, gb = a['data_samples'].gt_instances, b['data_samples'].gt_instances
+        assert torch.equal(ga.bboxes.tensor, gb.bboxes.tensor)
+        assert torch.equal(ga.labels, gb.labels) and len(ga) > 0
+        np.testing.assert_array_equal(ga.masks.masks, gb.masks.masks)
+
+
+def test_semantic_masks_made_on_load_equal_the_png_path(root, tmp_path):
+    cfg = load_config(config_path('mask2former_swinl_tiny'), None, str(root), 'Widget',
+                      train_split='train_val')
+    init_default_scope('mmseg')
+    new = SEG_DATASETS.build(cfg.train_dataloader.dataset)
+    # before: the merged folder's images with PNG masks, read by MMSegmentation
+    merged = export_train_val(root, 'Widget', tmp_path / 'merged')
+    pngs = export_semantic_masks(root, 'Widget', 'train_val', tmp_path / 'masks')
+    old_pipeline = Compose([
+        dict(type='LoadAnnotations', reduce_zero_label=False) if t['type'] == 'LoadDefectMask'
+        else t for t in cfg.train_pipeline])
+    load_png = SEG_TRANSFORMS.build(dict(type='LoadAnnotations', reduce_zero_label=False))
+    load_new = SEG_TRANSFORMS.build(dict(type='LoadDefectMask'))
+    images = json.loads((merged / ANN).read_text())['images']
+    assert len(new) == len(images) == 5
+    empty_seen = False
+    for idx, img in enumerate(images):
+        def old_info() -> dict:  # a fresh sample dict, as a dataset gives
+            return dict(img_path=str(merged / img['file_name']), reduce_zero_label=False,
+                        seg_map_path=str(pngs / f'{Path(img["file_name"]).stem}.png'),
+                        label_map=None, seg_fields=[])
+        assert (Path(new.get_data_info(idx)['img_path']).read_bytes()
+                == Path(old_info()['img_path']).read_bytes())
+        made = load_new(new.get_data_info(idx))['gt_seg_map']
+        read = load_png(old_info())['gt_seg_map']
+        assert made.dtype == read.dtype == np.uint8 and made.flags.c_contiguous
+        np.testing.assert_array_equal(made, read)
+        empty_seen |= not made.any()
+        a = _seeded(idx, lambda: new[idx])
+        b = _seeded(idx, lambda: old_pipeline(old_info()))
+        assert torch.equal(a['inputs'], b['inputs'])
+        assert torch.equal(a['data_samples'].gt_sem_seg.data, b['data_samples'].gt_sem_seg.data)
+    assert empty_seen  # the unlabelled train image: all background, as its PNG
+
+
+def test_unlabelled_split_loads_without_masks_in_test_mode_only(root):
+    init_default_scope('mmseg')
+    common = dict(type='VisionSemanticDataset', data_root=str(root),
+                  ann_file=f'Widget/inference/{ANN}', data_prefix=dict(img_path='Widget/inference'),
+                  pipeline=[])
+    infos = SEG_DATASETS.build(dict(common, test_mode=True))
+    assert all('defect_rle' not in infos.get_data_info(i) for i in range(len(infos)))
+    with pytest.raises(FormatError, match=rf'Widget/inference/{ANN}: no annotations to train on'):
+        SEG_DATASETS.build(common)
+
+
+def _reorder_categories(root: Path, split: str, order: list[int]) -> dict[int, str]:
+    """Rewrite a split's ``categories`` list in the given order of ids; return id -> name."""
+    path = root / 'Widget' / split / ANN
+    coco = json.loads(path.read_text())
+    by_id = {c['id']: c for c in coco['categories']}
+    coco['categories'] = [by_id[i] for i in order]
+    path.write_text(json.dumps(coco))
+    return {i: c['name'] for i, c in by_id.items()}
+
+
+@pytest.fixture
+def reordered(tmp_path) -> Path:
+    """Widget whose train file lists its categories (3 dent, 5 scratch, 7 spot) as 7, 3, 5
+    and whose inference_gt file lists them as 5, 7, 3."""
+    root = build_root(tmp_path / 'data', ('Widget', ))
+    _reorder_categories(root, 'train', [7, 3, 5])
+    _reorder_categories(root, 'inference_gt', [5, 7, 3])
+    return root
+
+
+def test_training_labels_follow_the_class_names(reordered):
+    cfg = load_config(config_path('cascade_r50_tiny'), None, str(reordered), 'Widget')
+    classes = cfg.train_dataloader.dataset.dataset.metainfo.classes
+    assert classes == ('dent', 'scratch', 'spot')  # by id
+    coco = load_ann(reordered, 'Widget', 'train')
+    names = {c['id']: c['name'] for c in coco['categories']}
+    init_default_scope('mmdet')
+    labels = {}
+    for kind in ('VisionCocoDataset', 'CocoDataset'):
+        dataset = DET_DATASETS.build(ConfigDict(cfg.train_dataloader.dataset.dataset.to_dict(),
+                                                type=kind, pipeline=[]))
+        labels[kind] = [(inst['bbox'], classes[inst['bbox_label']])
+                        for i in range(len(dataset))
+                        for inst in dataset.get_data_info(i)['instances']]
+    expected = []
+    for img in coco['images']:
+        for ann in coco['annotations']:
+            if ann['image_id'] == img['id']:
+                x, y, w, h = ann['bbox']
+                expected.append(([x, y, x + w, y + h], names[ann['category_id']]))
+    assert labels['VisionCocoDataset'] == expected
+    assert labels['CocoDataset'] != expected  # MMDetection's own takes the file order
+
+
+def test_results_get_each_files_category_ids_by_name(reordered, tmp_path):
+    """Labels in the model's class order are written (and scored) as the categories of the
+    same names in an inference json that orders its categories differently."""
+    classes = ('dent', 'scratch', 'spot')
+    gt_file = reordered / 'Widget' / 'inference_gt' / ANN
+    gt = json.loads(gt_file.read_text())
+    ids = {c['name']: c['id'] for c in gt['categories']}
+    init_default_scope('mmdet')
+    results = {}
+    for kind in ('VisionCocoMetric', 'CocoMetric'):
+        metric = DET_METRICS.build(dict(type=kind, ann_file=str(gt_file), metric=['bbox', 'segm'],
+                                        format_only=True, outfile_prefix=str(tmp_path / kind)))
+        metric.dataset_meta = dict(classes=classes)
+        samples = []
+        for img in gt['images']:
+            masks = torch.zeros((3, img['height'], img['width']), dtype=torch.bool)
+            for label in range(3):
+                masks[label, 2 * label:2 * label + 4, 3:9] = True
+            samples.append(dict(img_id=img['id'], ori_shape=(img['height'], img['width']),
+                                pred_instances=dict(
+                                    bboxes=torch.tensor([[3., 2. * k, 9., 2. * k + 4]
+                                                         for k in range(3)]),
+                                    scores=torch.tensor([0.9, 0.8, 0.7]),
+                                    labels=torch.tensor([0, 1, 2]), masks=masks)))
+        metric.process({}, samples)
+        metric.evaluate(len(samples))
+        results[kind] = json.loads((tmp_path / f'{kind}.segm.json').read_text())
+    written = [(d['image_id'], d['category_id']) for d in results['VisionCocoMetric']]
+    assert written == [(img['id'], ids[name]) for img in gt['images'] for name in classes]
+    for det in results['VisionCocoMetric']:  # each label's own mask went with it
+        label = classes.index(next(n for n, i in ids.items() if i == det['category_id']))
+        rle = dict(det['segmentation'], counts=det['segmentation']['counts'].encode())
+        assert mask_utils.toBbox(rle).tolist() == [3, 2 * label, 6, 4]
+    assert [d['category_id'] for d in results['CocoMetric']] != [c for _, c in written]
+
+
+def test_a_class_missing_from_a_file_is_a_one_line_error(reordered, tmp_path):
+    gt_file = reordered / 'Widget' / 'inference_gt' / ANN
+    init_default_scope('mmdet')
+    metric = DET_METRICS.build(dict(type='VisionCocoMetric', ann_file=str(gt_file),
+                                    format_only=True, outfile_prefix=str(tmp_path / 'r')))
+    metric.dataset_meta = dict(classes=('dent', 'crack'))
+    metric.results.append(({}, {}))
+    with pytest.raises(FormatError, match=rf"^{gt_file}: no category named 'crack'"):
+        metric.evaluate(1)
