@@ -25,3 +25,4 @@ val_dataloader = dict(num_workers=0, persistent_workers=False,
                       dataset=dict(pipeline=_base_.tiny_test_pipeline))
 test_dataloader = val_dataloader
 tta_pipeline = _base_.tiny_tta_pipeline
+scale_rule = _base_.tiny_scale_rule

@@ -46,3 +46,6 @@ train_dataloader = dict(num_workers=0, persistent_workers=False,
 val_dataloader = dict(num_workers=0, persistent_workers=False,
                       dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# The instance models' rule (configs/_base_/datasets/vision_instance_tiny.py) at this
+# model's test scale: 18 px are 4.5 cells of the stride-4 maps it predicts masks from.
+scale_rule = dict(reference_scale=test_pipeline[1]['scale'], min_object_px=18, max_factor=4)

@@ -17,6 +17,7 @@ from mmengine.logging import print_log
 from custom_modules.formats.errors import FormatError
 
 from .registry import LEARNING_SPLITS, TRAIN_VAL, annotation_path, dataset_classes, image_dir
+from .scale_rule import apply_scale_rule
 
 SEMANTIC_CLASSES = ('background', 'defect')
 
@@ -110,7 +111,8 @@ def select_dataset(cfg: Config, data_root: str | Path, dataset: str, *,
     as the authors' final models. Validation runs on ``val_split`` (default ``val`` when
     training on ``train``, none when training on ``train_val``, which holds val).
     ``test_split`` sets the test loader. A detector's classes are the train split's
-    categories (less Roboflow's project category, with one line saying so).
+    categories (less Roboflow's project category, with one line saying so). A config's
+    ``scale_rule`` (the tiny ones') is applied for the dataset.
     """
     root = Path(data_root)
     semantic = is_semantic(cfg)
@@ -137,6 +139,7 @@ def select_dataset(cfg: Config, data_root: str | Path, dataset: str, *,
         _point_split(cfg, 'test', root, dataset, test_split, classes, semantic)
     if not semantic:
         _set_num_classes(cfg.model, len(classes))
+    apply_scale_rule(cfg, root, dataset)
     return classes
 
 

@@ -7,6 +7,12 @@ tiny_crop_size = (256, 256)
 tiny_test_scale = (256, 256)
 tiny_tta_scales = [(128, 128), (192, 192), (256, 256), (320, 320), (384, 384),
                    (448, 448), (512, 512)]
+# 1/8 scales shrink small defects away: where the median defect (train and val boxes) at
+# the middle scale is under 18 px, every scale above grows until it is not, at most to
+# the paper's scales (custom_modules/vision/scale_rule.py). 18 px: the smallest RPN
+# anchor is 32 px at stride 4, and an s x s box has IoU >= 0.3 (the RPN's min_pos_iou)
+# with it from s = 17.5 px, so half the defects then get an anchor to learn from.
+tiny_scale_rule = dict(reference_scale=(320, 320), min_object_px=18, max_factor=8)
 
 tiny_train_pipeline = [
     dict(type='LoadImageFromFile'),
