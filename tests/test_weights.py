@@ -15,10 +15,10 @@ import torch
 import torchvision
 from mmdet.models.roi_heads.mask_heads import FusedSemanticHead
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 from reference_cbnetv2 import ReferenceCBSwin, randomize_
 from safetensors.torch import save_file as save_safetensors
 
+from custom_modules.engine.building import build_model
 from custom_modules.engine.weights import (MANIFEST, check_prepared_weights, load_manifest,
                                            pretrained_checkpoint, training_arguments,
                                            use_prepared_weights)
@@ -41,10 +41,7 @@ def _config(model: str, tiny: bool = True) -> Config:
 def _build(cfg: Config, num_classes: int | None = None) -> torch.nn.Module:
     if num_classes is not None:
         set_num_classes(cfg.model, num_classes)
-    scope = cfg.default_scope
-    with DefaultScope.overwrite_default_scope(scope):
-        registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
-        return registry.build(cfg.model)
+    return build_model(cfg)
 
 
 def _randomized(state: dict, seed: int = 0) -> OrderedDict:

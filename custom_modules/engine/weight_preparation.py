@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import torch
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
 from torch import Tensor
 
 from custom_modules.formats import FormatError, atomic_output
-from custom_modules.vision.selection import is_semantic, set_num_classes
+from custom_modules.vision.selection import is_semantic
 
+from .building import build_model, load_model_config
 from .weights import ModelWeights, WeightSource
 
 StateDict = Mapping[str, Tensor]
@@ -85,27 +84,15 @@ def trace_conversion(convert: Callable[[StateDict], StateDict], state_dict: Stat
     return convert(state_dict), origins
 
 
-def build_state_shapes(config: str | Path, num_classes: int | None = None
-                       ) -> dict[str, torch.Size]:
-    """Shapes of the state dict of the model ``config`` builds (a detector with
-    ``num_classes`` classes; the semantic model keeps its own)."""
-    cfg = Config.fromfile(str(config))
-    if num_classes is not None:
-        set_num_classes(cfg.model, num_classes)
-    scope = cfg.default_scope
-    with DefaultScope.overwrite_default_scope(scope):
-        registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
-        model = registry.build(cfg.model)
-    return {k: v.shape for k, v in model.state_dict().items()}
-
-
 def model_key_shapes(config: str | Path) -> tuple[dict[str, torch.Size], set[str]]:
     """The model's key shapes and its keys that depend on the dataset's class count
     (for a detector: those whose shape differs between a 1- and a 2-class build)."""
-    if is_semantic(Config.fromfile(str(config))):
-        return build_state_shapes(config), set()
-    one, two = build_state_shapes(config, 1), build_state_shapes(config, 2)
-    return one, {k for k in one if one[k] != two[k]}
+    builds = [load_model_config(config, n) for n in (1, 2)]
+    if is_semantic(builds[0]):
+        builds = builds[:1]
+    shapes = [{k: v.shape for k, v in build_model(cfg).state_dict().items()}
+              for cfg in builds]
+    return shapes[0], {k for k in shapes[0] if any(s[k] != shapes[0][k] for s in shapes)}
 
 
 def expand_patterns(patterns: Iterable[str], keys: Iterable[str]) -> set[str]:
