@@ -51,11 +51,14 @@ def _is_final(runner, meta: dict) -> bool:
     return meta.get('iter', 0) >= runner.max_iters
 
 
+def _index(path: str | Path) -> dict:
+    """A checkpoint with its tensors memory-mapped, not read (cheap for 1 GB files)."""
+    return torch.load(path, map_location='cpu', mmap=True, weights_only=False)
+
+
 def is_final_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a final checkpoint (model only): it cannot resume training.
-    Reads the file's index only (tensors are memory-mapped, not loaded)."""
-    checkpoint = torch.load(path, map_location='cpu', mmap=True, weights_only=False)
-    return set(checkpoint) <= set(FINAL_KEYS)
+    """Whether ``path`` is a final checkpoint (model only): it cannot resume training."""
+    return set(_index(path)) <= set(FINAL_KEYS)
 
 
 def finished_run(cfg: Config) -> Path | None:
@@ -66,10 +69,12 @@ def finished_run(cfg: Config) -> Path | None:
     asking for a longer schedule raises :class:`FormatError` naming the checkpoint.
     """
     latest = find_latest_checkpoint(cfg.work_dir)
-    if latest is None or not Path(latest).is_file() or not is_final_checkpoint(latest):
+    if latest is None or not Path(latest).is_file():
         return None
-    meta = torch.load(latest, map_location='cpu', mmap=True, weights_only=False)['meta']
-    loop = cfg.train_cfg
+    checkpoint = _index(latest)
+    if not set(checkpoint) <= set(FINAL_KEYS):
+        return None
+    loop, meta = cfg.train_cfg, checkpoint['meta']
     done, asked = ((meta['epoch'], loop.max_epochs) if 'max_epochs' in loop
                    else (meta['iter'], loop.max_iters))
     if done < asked:
