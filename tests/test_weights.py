@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -291,13 +292,13 @@ def test_missing_source_names_the_download(tmp_path, capsys):
 
 
 def test_a_published_zip_is_unpacked(tmp_path, capsys):
-    import zipfile
-    model, official = _write_official('htc', tmp_path)
+    _write_official('htc', tmp_path)
     path = tmp_path / MANIFEST_MODELS['htc'].sources[0].file
     with zipfile.ZipFile(path.with_name(path.name + '.zip'), 'w') as archive:
-        archive.write(path, path.name)
+        archive.write(path, f'release/{path.stem}_renamed.pth')  # its only checkpoint
     path.unlink()
     assert 'wrote' in _prepare(tmp_path, capsys, 'htc')
+    assert path.is_file()
 
 
 @pytest.fixture(scope='module')

@@ -60,14 +60,19 @@ def find_source(model: ModelWeights, weights_dir: str | Path) -> tuple[WeightSou
 
 
 def _unzip(archive: Path, target: Path) -> None:
-    """Unpack the one member of ``archive`` named like ``target`` to ``target``."""
-    with zipfile.ZipFile(archive) as zipped:
-        members = [m for m in zipped.namelist() if Path(m).name == target.name]
-        if not members:
-            raise FormatError(f'{archive}: holds no {target.name}')
-        with zipped.open(members[0]) as src, atomic_output(target, 'wb') as dst:
-            while chunk := src.read(1 << 24):
-                dst.write(chunk)
+    """Unpack ``archive``'s member named like ``target`` (or its only ``.pth``) there."""
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            names = zipped.namelist()
+            members = ([m for m in names if Path(m).name == target.name]
+                       or [m for m in names if m.endswith('.pth')])
+            if len(members) != 1:
+                raise FormatError(f'{archive}: holds no {target.name} (members: {names})')
+            with zipped.open(members[0]) as src, atomic_output(target, 'wb') as dst:
+                while chunk := src.read(1 << 24):
+                    dst.write(chunk)
+    except zipfile.BadZipFile as err:
+        raise FormatError(f'{archive}: not a zip archive ({err})') from None
 
 
 def trace_conversion(convert: Callable[[StateDict], StateDict], state_dict: StateDict
