@@ -196,3 +196,38 @@ def test_tiny_model_trains_and_predicts(tiny_cfg):
         pred = result.pred_instances
         assert pred.masks.shape[1:] == (SIZE, SIZE) and pred.masks.dtype == torch.bool
         assert len(pred.scores) == len(pred.bboxes) == len(pred.labels) == len(pred.masks)
+
+
+def _gradients(model_cfg: ConfigDict, state: dict | None) -> tuple[dict, dict, int]:
+    """Parameter gradients of one training loss (drop-path and RoI sampling seeded), the
+    weights, and how many times the Swin blocks of the lead's last stage ran."""
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg).train()
+    if state is not None:
+        model.load_state_dict(state)
+    blocks = model.backbone.lead.stages[-1].blocks
+    calls = []
+    for block in blocks:
+        block.register_forward_pre_hook(lambda *_: calls.append(1))
+    data = model.data_preprocessor(make_batch(), True)
+    torch.manual_seed(1)
+    np.random.seed(1)
+    loss, _ = model.parse_losses(model(**data, mode='loss'))
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    return grads, model.state_dict(), len(calls) // len(blocks)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_cfg):
+    """with_cp recomputes both branches' block activations in the backward pass (each block
+    runs twice) and changes no gradient, frozen first stage and drop-path included."""
+    model_cfg = copy.deepcopy(tiny_cfg.model)
+    assert model_cfg.backbone.drop_path_rate > 0 and model_cfg.backbone.frozen_stages == 1
+    plain, state, plain_runs = _gradients(model_cfg, None)
+    model_cfg.backbone.with_cp = True
+    checkpointed, _, checkpointed_runs = _gradients(model_cfg, state)
+    assert (plain_runs, checkpointed_runs) == (1, 2)
+    assert plain.keys() == checkpointed.keys()
+    assert any(k.startswith('backbone.composite_convs.0.') for k in plain)  # via frozen stage
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-7, msg=name)

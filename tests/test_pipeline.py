@@ -71,7 +71,8 @@ def test_second_run_skips_finished_stages_and_resumes_interrupted_training(pipel
     data_root, work_dir, dataset, _ = pipeline_run
     submission = work_dir / 'submission.zip'
     before = submission.stat().st_mtime_ns
-    # An interrupted training: its checkpoint is there, the finished marker is not.
+    # A training cut short after its last checkpoint: the checkpoint is there, the
+    # finished marker is not. (Resuming from earlier checkpoints: tests/test_checkpoints.py.)
     run_dir = work_dir / 'models' / 'r50' / 'train' / dataset
     (run_dir / 'finished').unlink()
 
@@ -80,6 +81,6 @@ def test_second_run_skips_finished_stages_and_resumes_interrupted_training(pipel
     ran = [line.split(': running')[0] for line in output.splitlines() if ': running' in line]
     assert ran == ['[data] check', f'[train] r50 {dataset} (train)']  # check always runs
     log = (work_dir / 'logs' / f'train_r50_{dataset}_train_.log').read_text()
-    assert 'Auto resumed from the latest checkpoint' in log
+    assert 'the run finished before; nothing to resume' in log
     assert f'[predict] r50 {dataset} (val): done before, skipped' in output
     assert submission.stat().st_mtime_ns == before

@@ -1,6 +1,7 @@
 """tools/train.py, tools/test.py and the batch scripts on tiny models and synthetic data:
-training, resuming, distributed runs, results files valid against their split, metrics
-that agree with pycocotools / a direct IoU count, and one-line errors."""
+training (resuming: tests/test_checkpoints.py), distributed runs, results files valid
+against their split, metrics that agree with pycocotools / a direct IoU count, and
+one-line errors."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from mmengine.config import Config
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
@@ -158,25 +158,6 @@ def test_results_keep_the_category_ids_of_an_inference_json_ordered_differently(
         results.append(load_json(out / f'{dataset}.segm.json'))
     assert results[0] == results[1] and results[0]
     assert {d['category_id'] for d in results[0]} <= set(CATEGORY_IDS)
-
-
-def test_resume_continues_from_the_last_checkpoint(data, trained, tmp_path):
-    root, dataset = data
-    work_dir = tmp_path / 'work'
-    shutil.copytree(trained('cascade_r50_tiny'), work_dir)
-    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_2.pth'))
-    before = set(p.name for p in work_dir.iterdir() if p.is_dir())
-    TRAIN.main([config_path('cascade_r50_tiny'), '--data-root', str(root), '--dataset',
-                dataset, '--work-dir', str(work_dir), '--max-iters', '4', '--resume'])
-    (run, ) = [p for p in work_dir.iterdir() if p.is_dir() and p.name not in before]
-    log = (run / f'{run.name}.log').read_text()
-    assert f'Auto resumed from the latest checkpoint {work_dir / "iter_2.pth"}' in log
-    assert 'resumed epoch: 0, iter: 2' in log
-    assert 'Iter(train) [3/4]' in log and 'Iter(train) [4/4]' in log
-    assert 'Iter(train) [1/4]' not in log
-    assert (work_dir / 'last_checkpoint').read_text().strip() == str(work_dir / 'iter_4.pth')
-    checkpoint = torch.load(work_dir / 'iter_4.pth', map_location='cpu', weights_only=False)
-    assert checkpoint['meta']['iter'] == 4
 
 
 def _free_port() -> str:

@@ -1,11 +1,14 @@
 """Train one model on one dataset of a VISION-layout data root.
 
     python tools/train.py CONFIG --data-root ROOT --dataset NAME [--work-dir DIR]
-        [--split SPLIT] [--no-validate] [--max-iters N] [--resume] [--amp] [--cfg-options k=v ...]
-        [--launcher pytorch]
+        [--split SPLIT] [--no-validate] [--max-iters N] [--resume] [--amp | --no-amp]
+        [--weights-dir DIR | --from-scratch] [--cfg-options k=v ...] [--launcher pytorch]
 
 The dataset and split are chosen here (not by editing the config), so one config serves
-every dataset; see ``custom_modules/vision/selection.py``.
+every dataset; see ``custom_modules/vision/selection.py``. A full config starts from the
+pretrained weights tools/prepare_weights.py wrote (configs/weights.json) and refuses to
+start without them unless ``--from-scratch``. The config written into the work dir has
+the dataset chosen (test split: val), so MMDetection's own tools can use it as it is.
 """
 from __future__ import annotations
 
@@ -15,8 +18,12 @@ import sys
 from mmengine.runner import Runner
 
 from custom_modules.engine import (adapt_to_device, add_common_arguments, leave_process_group,
-                                   limit_iterations, prepare_config)
+                                   limit_iterations, prepare_config, set_amp)
+from custom_modules.engine.checkpoints import finished_run
+from custom_modules.engine.weights import use_prepared_weights
 from custom_modules.formats import FormatError
+from custom_modules.vision import annotation_path
+from custom_modules.vision.selection import default_train_split
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,21 +40,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='stop after N iterations (smoke tests and demos)')
     parser.add_argument('--resume', action='store_true',
                         help='resume from the latest checkpoint in the work dir')
-    parser.add_argument('--amp', action='store_true', help='mixed precision training')
+    amp = parser.add_mutually_exclusive_group()
+    amp.add_argument('--amp', action='store_true', help='mixed precision training')
+    amp.add_argument('--no-amp', action='store_true',
+                     help='full precision training (the full configs train with AMP)')
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument('--weights-dir',
+                         help='folder of the prepared pretrained weights (default: the '
+                         "config's path, weights/)")
+    weights.add_argument('--from-scratch', action='store_true',
+                         help='train from random weights instead of the pretrained ones')
     return parser.parse_args(argv)
 
 
+def _test_split(args: argparse.Namespace) -> str:
+    """The split the config written into the work dir tests on: val when there is one,
+    else the training split."""
+    if args.val_split:
+        return args.val_split
+    if annotation_path(args.data_root, args.dataset, 'val').is_file():
+        return 'val'
+    return args.split or default_train_split(args.data_root, args.dataset)
+
+
 def train(args: argparse.Namespace) -> None:
-    cfg = prepare_config(args, train_split=args.split, val_split=args.val_split)
-    if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.loss_scale = 'dynamic'
+    cfg = prepare_config(args, train_split=args.split, val_split=args.val_split,
+                         test_split=_test_split(args))
+    if args.amp or args.no_amp:
+        set_amp(cfg, args.amp)
+    use_prepared_weights(cfg, args.weights_dir, args.from_scratch)
     if args.no_validate:
         cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
     adapt_to_device(cfg)
     if args.max_iters is not None:
         limit_iterations(cfg, args.max_iters)
     cfg.resume = args.resume
+    if args.resume and (final := finished_run(cfg)):
+        print(f'{final}: the run finished before; nothing to resume')
+        return
     Runner.from_cfg(cfg).train()
 
 

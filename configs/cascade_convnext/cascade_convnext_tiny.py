@@ -5,6 +5,7 @@ _base_ = ['./cascade_convnext.py', '../_base_/datasets/vision_instance_tiny.py']
 width = 32
 dims = (16, 32, 64, 128)
 model = dict(
+    init_cfg=None,  # tiny models start from random weights
     backbone=dict(dims=dims, depths=(1, 1, 2, 1)),
     neck=dict(in_channels=list(dims), out_channels=width),
     rpn_head=dict(in_channels=width, feat_channels=width),

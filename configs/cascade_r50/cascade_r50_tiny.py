@@ -4,6 +4,7 @@ _base_ = ['./cascade_r50.py', '../_base_/datasets/vision_instance_tiny.py']
 
 width = 32
 model = dict(
+    init_cfg=None,  # tiny models start from random weights
     backbone=dict(depth=18, base_channels=16),
     neck=dict(in_channels=[16, 32, 64, 128], out_channels=width),
     rpn_head=dict(in_channels=width, feat_channels=width),

@@ -7,19 +7,14 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
-# The authors fine-tuned CBNetV2's COCO-trained HTC DB-Swin-B (MMDetection 2.x keys).
-# Convert it once with
-#   python tools/model_converters/cbnetv2_to_mmdet3.py <cbnetv2_htc_ckpt>.pth <converted>.pth
-# and train with `--cfg-options load_from=<converted>.pth`. Without it the backbone
-# starts from random weights, or from ImageNet-22k Swin-B: set the backbone's
-# init_cfg=dict(type='Pretrained', checkpoint=<official swin_base_patch4_window7_224_22k.pth>)
-# (converted by MMDetection's Swin converter, convert_weights=True), or the output of
-# tools/model_converters/swin_to_cbswin.py with convert_weights=False.
-# Off by default: nothing is downloaded.
-load_from = None
-
+# Initialisation: CBNetV2's COCO-trained HTC DB-Swin-B, which the authors fine-tuned
+# (or ImageNet-22k Swin-B in both branches), as tools/prepare_weights.py writes it from
+# the published checkpoint named in configs/weights.json. tools/train.py refuses to start
+# without it (--weights-dir DIR looks for it in DIR, --from-scratch trains from random
+# weights).
 model = dict(
     type='CBHybridTaskCascade',
+    init_cfg=dict(type='Pretrained', checkpoint='weights/htc_cbswinb.pth'),
     # Both branches are supervised, the assisting one at half weight (CBNetV2).
     assist_loss_weight=0.5,
     backbone=dict(
@@ -42,7 +37,6 @@ model = dict(
         frozen_stages=1,
         with_cp=False,
         cb_zero_init=True,
-        convert_weights=True,
         init_cfg=None),
     neck=dict(type='CBFPN', in_channels=[128, 256, 512, 1024], out_channels=256, num_outs=5),
     roi_head=dict(bbox_head=_base_.giou_4conv1fc_bbox_heads),

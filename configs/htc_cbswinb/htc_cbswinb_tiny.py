@@ -3,6 +3,7 @@
 _base_ = ['./htc_cbswinb.py', '../_base_/datasets/vision_instance_tiny.py']
 
 model = dict(
+    init_cfg=None,  # tiny models start from random weights
     backbone=dict(embed_dims=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8)),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=32),
     rpn_head=dict(in_channels=32, feat_channels=32),

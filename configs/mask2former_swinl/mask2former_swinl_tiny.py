@@ -8,6 +8,7 @@ width = 32
 embed = 32
 data_preprocessor = dict(size=crop_size)
 model = dict(
+    init_cfg=None,  # tiny models start from random weights
     data_preprocessor=data_preprocessor,
     backbone=dict(embed_dims=embed, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8],
                   drop_path_rate=0.1),
@@ -42,7 +43,7 @@ test_pipeline = [
     for t in _base_.test_pipeline
 ]
 train_dataloader = dict(num_workers=0, persistent_workers=False,
-                        dataset=dict(pipeline=train_pipeline))
+                        dataset=dict(dataset=dict(pipeline=train_pipeline)))
 val_dataloader = dict(num_workers=0, persistent_workers=False,
                       dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

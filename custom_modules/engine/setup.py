@@ -13,7 +13,7 @@ from mmengine.config import Config, ConfigDict, DictAction
 
 from custom_modules.vision.selection import select_dataset
 
-__all__ = ['DictAction', 'load_config', 'adapt_to_device', 'limit_iterations',
+__all__ = ['DictAction', 'load_config', 'adapt_to_device', 'set_amp', 'limit_iterations',
            'allow_trusted_checkpoints', 'add_common_arguments', 'prepare_config',
            'leave_process_group']
 
@@ -75,11 +75,7 @@ def adapt_to_device(cfg: Config) -> None:
     if torch.cuda.is_available():
         return
     _replace_norm_type(cfg.model, 'SyncBN', 'BN')
-    optim = cfg.get('optim_wrapper')
-    if optim is not None and optim.get('type') == 'AmpOptimWrapper':
-        optim.type = 'OptimWrapper'
-        optim.pop('loss_scale', None)
-        optim.pop('dtype', None)
+    set_amp(cfg, False)
     cfg.setdefault('env_cfg', ConfigDict())
     cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
     cfg.env_cfg.dist_cfg.backend = 'gloo'
@@ -94,6 +90,22 @@ def adapt_to_device(cfg: Config) -> None:
         type='MMDistributedDataParallel', broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = ConfigDict(wrapper, device_ids=None)
+
+
+def set_amp(cfg: Config, enabled: bool) -> None:
+    """Mixed precision on (MMEngine's ``AmpOptimWrapper``, dynamic loss scale unless the
+    config sets one) or off (the plain ``OptimWrapper``, without the AMP-only arguments
+    it would refuse)."""
+    optim = cfg.get('optim_wrapper')
+    if optim is None:
+        return
+    if enabled:
+        optim.type = 'AmpOptimWrapper'
+        optim.setdefault('loss_scale', 'dynamic')
+    elif optim.get('type') == 'AmpOptimWrapper':
+        optim.type = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype', 'use_fsdp'):
+            optim.pop(key, None)
 
 
 def limit_iterations(cfg: Config, max_iters: int) -> None:

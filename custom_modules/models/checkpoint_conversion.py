@@ -1,5 +1,7 @@
-"""Published checkpoints (official Swin, CBNetV2 on MMDetection 2) in the key layout of
-:class:`CBSwinTransformer` and this project's detectors."""
+"""Published checkpoints (official Swin, CBNetV2 on MMDetection 2, torchvision's ResNet,
+timm's ConvNeXt, MMSegmentation's Mask2Former) in the key layout of this project's
+models. Converters rename keys and reorder values; which keys a model then takes is
+decided against the model itself (``tools/prepare_weights.py``)."""
 from __future__ import annotations
 
 import re
@@ -9,6 +11,7 @@ from typing import Callable, Mapping
 
 import torch
 from mmdet.models.backbones.swin import swin_converter
+from safetensors.torch import load_file as load_safetensors
 from torch import Tensor
 
 from custom_modules.formats import FormatError, atomic_output
@@ -20,6 +23,8 @@ BRANCHES = ('assist', 'lead')  # CBNetV2's cb_modules.0 and cb_modules.1
 EMBEDDING_KEYS = ('patch_embed.', 'absolute_pos_embed')
 # Heads of CBNetV2's COCO detectors that the project's HTC (no semantic branch) lacks.
 DROPPED_PREFIXES = ('roi_head.semantic_head.',)
+# timm's features_only wrapper flattens the stem and the stages into its own modules.
+TIMM_FEATURE_MODULE = re.compile(r'^(stem|stages)[.](\d+)[.]')
 
 
 def official_swin_to_mmdet(state_dict: StateDict) -> OrderedDict[str, Tensor]:
@@ -70,25 +75,70 @@ def cbnetv2_to_mmdet3(state_dict: StateDict) -> OrderedDict[str, Tensor]:
     return converted
 
 
-def convert_checkpoint(src: str | Path, dst: str | Path,
-                       convert: Callable[[StateDict], StateDict]) -> StateDict:
-    """Read the weights of checkpoint ``src`` (its ``state_dict`` or ``model`` entry, or
-    the whole file), write ``convert(weights)`` to ``dst`` as ``{'state_dict': ...}``
-    (atomically) and return them. A file that is not a usable checkpoint raises
-    :class:`FormatError`."""
+def cbswin_detector_from_swin(state_dict: StateDict) -> OrderedDict[str, Tensor]:
+    """:func:`swin_to_cbswin` with the detector's ``backbone.`` prefix."""
+    return OrderedDict((f'backbone.{k}', v) for k, v in swin_to_cbswin(state_dict).items())
+
+
+def torchvision_resnet_to_mmdet(state_dict: StateDict) -> OrderedDict[str, Tensor]:
+    """torchvision's ResNet as a detector's backbone: MMDetection's ResNet has the same
+    names (``conv1``, ``layerN.M.convK``, ``downsample.0``), so only the prefix changes;
+    the classifier ``fc`` finds no counterpart."""
+    return OrderedDict((f'backbone.{k}', v) for k, v in state_dict.items())
+
+
+def timm_convnext_to_mmdet(state_dict: StateDict) -> OrderedDict[str, Tensor]:
+    """A timm ConvNeXt (as timm's hub files store it: ``stem.0``, ``stages.N``, ``head``)
+    as :class:`TimmConvNeXt` holds it: ``backbone.body`` is timm's feature extractor,
+    which names the stem's and stages' modules ``stem_0``, ``stages_N``; the classifier
+    ``head`` finds no counterpart."""
+    return OrderedDict(('backbone.body.' + TIMM_FEATURE_MODULE.sub(r'\1_\2.', k), v)
+                       for k, v in state_dict.items())
+
+
+def unchanged(state_dict: StateDict) -> OrderedDict[str, Tensor]:
+    """A checkpoint already in the model's layout (MMSegmentation's, for its own
+    Mask2Former config)."""
+    return OrderedDict(state_dict)
+
+
+# The converters tools/prepare_weights.py can apply, by the name configs/weights.json uses;
+# each maps a published checkpoint's weights to full model keys.
+CONVERTERS: dict[str, Callable[[StateDict], StateDict]] = {
+    'cbnetv2_to_mmdet3': cbnetv2_to_mmdet3,
+    'swin_to_cbswin': cbswin_detector_from_swin,
+    'torchvision_resnet': torchvision_resnet_to_mmdet,
+    'timm_convnext': timm_convnext_to_mmdet,
+    'none': unchanged,
+}
+
+
+def read_weights(src: str | Path) -> dict[str, Tensor]:
+    """The weights of checkpoint ``src``: its ``state_dict`` or ``model`` entry, or the
+    whole file (``.safetensors`` files too). A file that is not a usable checkpoint
+    raises :class:`FormatError`."""
     src = Path(src)
     if not src.is_file():
         raise FormatError(f'{src}: file not found')
     try:
+        if src.suffix == '.safetensors':
+            return load_safetensors(src)
         # MMDetection 2 checkpoints pickle their metadata: only convert trusted files.
         checkpoint = torch.load(src, map_location='cpu', weights_only=False)
     except Exception as err:  # torch raises many types for a non-checkpoint file
         raise FormatError(f'{src}: not a PyTorch checkpoint ({err})') from None
     if not isinstance(checkpoint, Mapping):
         raise FormatError(f'{src}: expected a dict of weights, got {type(checkpoint).__name__}')
-    weights = checkpoint.get('state_dict', checkpoint.get('model', checkpoint))
+    return checkpoint.get('state_dict', checkpoint.get('model', checkpoint))
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path,
+                       convert: Callable[[StateDict], StateDict]) -> StateDict:
+    """Write ``convert(weights)`` of checkpoint ``src`` (:func:`read_weights`) to ``dst``
+    as ``{'state_dict': ...}`` (atomically) and return them. A file that is not a usable
+    checkpoint, or not one ``convert`` understands, raises :class:`FormatError`."""
     try:
-        converted = convert(weights)
+        converted = convert(read_weights(src))
     except KeyError as err:
         raise FormatError(f'{src}: {err.args[0]}') from None
     with atomic_output(dst, 'wb') as f:

@@ -89,17 +89,17 @@ def _point_train_dataset(loader_cfg: ConfigDict, data_root: Path, dataset: str, 
     holder.dataset = ConfigDict(type='ConcatDataset', datasets=parts)
 
 
-def _set_num_classes(node: Any, num_classes: int) -> None:
+def set_num_classes(node: Any, num_classes: int) -> None:
     """Set ``num_classes`` in every head of a detector except the class-agnostic RPN."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == 'num_classes':
                 node[key] = num_classes
             elif key != 'rpn_head':
-                _set_num_classes(value, num_classes)
+                set_num_classes(value, num_classes)
     elif isinstance(node, (list, tuple)):
         for item in node:
-            _set_num_classes(item, num_classes)
+            set_num_classes(item, num_classes)
 
 
 def select_dataset(cfg: Config, data_root: str | Path, dataset: str, *,
@@ -138,7 +138,7 @@ def select_dataset(cfg: Config, data_root: str | Path, dataset: str, *,
     if test_split is not None:
         _point_split(cfg, 'test', root, dataset, test_split, classes, semantic)
     if not semantic:
-        _set_num_classes(cfg.model, len(classes))
+        set_num_classes(cfg.model, len(classes))
     apply_scale_rule(cfg, root, dataset)
     return classes
 

@@ -2,9 +2,10 @@
 
     python tools/model_converters/cbnetv2_to_mmdet3.py SRC DST
 
-E.g. CBNetV2's COCO-trained HTC DB-Swin-B, which the authors started from: use DST as
-``load_from`` (heads whose class count differs are skipped, with a warning, on loading).
-Only convert checkpoints you trust: MMDetection 2 pickles their metadata.
+E.g. CBNetV2's COCO-trained HTC DB-Swin-B, which the authors started from.
+``tools/prepare_weights.py`` applies the same conversion, leaves out the class-dependent
+heads and checks the result against the model the config builds: prefer it for
+training. Only convert checkpoints you trust: MMDetection 2 pickles their metadata.
 """
 from __future__ import annotations
 

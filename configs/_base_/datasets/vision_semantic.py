@@ -37,13 +37,17 @@ semantic_train_dataloader = dict(
     batch_size=2,
     num_workers=2,
     persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    # repeated as the instance models' training set: an epoch is 5 passes
     dataset=dict(
-        type=semantic_dataset_type,
-        data_root='data/synthetic/',
-        ann_file='DATASET/train/_annotations.coco.json',
-        data_prefix=dict(img_path='DATASET/train'),
-        pipeline=semantic_train_pipeline))
+        type='RepeatDataset',
+        times=5,
+        dataset=dict(
+            type=semantic_dataset_type,
+            data_root='data/synthetic/',
+            ann_file='DATASET/train/_annotations.coco.json',
+            data_prefix=dict(img_path='DATASET/train'),
+            pipeline=semantic_train_pipeline)))
 semantic_val_dataloader = dict(
     batch_size=1,
     num_workers=2,

@@ -20,7 +20,7 @@ model = dict(
                 num_convs=4,
                 in_channels=256,
                 conv_out_channels=256,
-                num_classes=80,
+                num_classes=None,  # from the dataset (tools/train.py --dataset)
                 loss_mask=dict(type='CrossEntropyLoss', use_mask=True, loss_weight=1.0))
             for stage in range(3)
         ]),

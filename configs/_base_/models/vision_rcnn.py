@@ -12,7 +12,7 @@ giou_4conv1fc_bbox_heads = [
         conv_out_channels=256,
         fc_out_channels=1024,
         roi_feat_size=7,
-        num_classes=80,
+        num_classes=None,  # from the dataset (tools/train.py --dataset)
         norm_cfg=dict(type='SyncBN', requires_grad=True),
         bbox_coder=dict(
             type='DeltaXYWHBBoxCoder',

@@ -2,14 +2,17 @@
 composition (DHLC), built from MMDetection's own :class:`SwinTransformer`."""
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.models.backbones import SwinTransformer
+from mmdet.models.backbones.swin import SwinBlockSequence
 from mmdet.registry import MODELS
 from mmengine.config import ConfigDict
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 Pyramid = tuple[Tensor, ...]
 
@@ -33,6 +36,11 @@ class CBSwinTransformer(BaseModule):
             (CBNetV2 counts one higher: its ``frozen_stages=2`` is ``1`` here).
         cb_zero_init: zero the 1x1 composite convs, so the lead initially sees only
             the assisting branch's same-level features.
+        with_cp: gradient checkpointing of every Swin block of both branches in
+            training: activations are recomputed in the backward pass instead of
+            kept. Non-reentrant (``use_reentrant=False``), unlike MMDetection's own
+            ``with_cp``, so gradients also reach parameters whose block input needs
+            none, and the result equals training without it.
         init_cfg: ``Pretrained`` with a checkpoint in this module's layout (see
             ``tools/model_converters/swin_to_cbswin.py``); with ``convert_weights=True``
             an official Swin checkpoint instead, converted and loaded into both branches
@@ -48,17 +56,19 @@ class CBSwinTransformer(BaseModule):
                  frozen_stages: int = -1,
                  convert_weights: bool = False,
                  cb_zero_init: bool = True,
+                 with_cp: bool = False,
                  init_cfg: dict | None = None,
                  **kwargs) -> None:
         super().__init__(init_cfg=None if convert_weights else init_cfg)
         self.out_indices = tuple(out_indices)
         self.frozen_stages = frozen_stages
+        self.with_cp = with_cp
         num_stages = len(depths)
         # Every stage's normalised output feeds the composition, whatever is returned;
         # freezing is done here because the lead has no patch embedding to freeze.
         branch_cfg = dict(
             embed_dims=embed_dims, depths=depths, out_indices=tuple(range(num_stages)),
-            frozen_stages=-1, convert_weights=convert_weights,
+            frozen_stages=-1, convert_weights=convert_weights, with_cp=False,
             # MMDetection's Swin reads its init_cfg by attribute
             init_cfg=ConfigDict(init_cfg) if convert_weights and init_cfg else None,
             **kwargs)
@@ -94,8 +104,7 @@ class CBSwinTransformer(BaseModule):
             tokens = tokens + self.assist.absolute_pos_embed
         return self.assist.drop_after_pos(tokens), hw_shape
 
-    @staticmethod
-    def _forward_branch(branch: SwinTransformer, x: Tensor, hw_shape: tuple[int, int],
+    def _forward_branch(self, branch: SwinTransformer, x: Tensor, hw_shape: tuple[int, int],
                         additions: list[Tensor] | None = None) -> list[Tensor]:
         """Every stage's normalised output (B, C, H, W), adding ``additions[i]`` (tokens)
         to stage ``i``'s input."""
@@ -103,11 +112,24 @@ class CBSwinTransformer(BaseModule):
         for i, stage in enumerate(branch.stages):
             if additions is not None:
                 x = x + additions[i]
-            x, hw_shape, out, out_hw_shape = stage(x, hw_shape)
+            x, hw_shape, out, out_hw_shape = self._forward_stage(stage, x, hw_shape)
             out = getattr(branch, f'norm{i}')(out)
             outs.append(out.view(-1, *out_hw_shape, branch.num_features[i])
                         .permute(0, 3, 1, 2).contiguous())
         return outs
+
+    def _forward_stage(self, stage: SwinBlockSequence, x: Tensor, hw_shape: tuple[int, int]
+                       ) -> tuple[Tensor, tuple[int, int], Tensor, tuple[int, int]]:
+        """``stage(x, hw_shape)``, with every block checkpointed when ``with_cp`` applies
+        (the steps of :meth:`SwinBlockSequence.forward`, one block at a time)."""
+        if not (self.with_cp and self.training and torch.is_grad_enabled()):
+            return stage(x, hw_shape)
+        for block in stage.blocks:
+            x = checkpoint(block, x, hw_shape, use_reentrant=False)
+        if stage.downsample is None:
+            return x, hw_shape, x, hw_shape
+        x_down, down_hw_shape = stage.downsample(x, hw_shape)
+        return x_down, down_hw_shape, x, hw_shape
 
     def _composite_inputs(self, assist: list[Tensor]) -> list[Tensor]:
         """Per lead stage, the sum of the assisting outputs of that and all higher

@@ -10,6 +10,8 @@ from mmdet.structures import SampleList
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from .dataset_classes import DatasetClassesMixin
+
 ASSIST_PREFIX = 'assist.'
 
 
@@ -91,10 +93,10 @@ class CompositeBackboneMixin:
 
 
 @MODELS.register_module()
-class CBHybridTaskCascade(CompositeBackboneMixin, HybridTaskCascade):
+class CBHybridTaskCascade(DatasetClassesMixin, CompositeBackboneMixin, HybridTaskCascade):
     """Hybrid Task Cascade on a composite backbone, trained on both branches."""
 
 
 @MODELS.register_module()
-class CBCascadeRCNN(CompositeBackboneMixin, CascadeRCNN):
+class CBCascadeRCNN(DatasetClassesMixin, CompositeBackboneMixin, CascadeRCNN):
     """Cascade (Mask) R-CNN on a composite backbone, trained on both branches."""
