@@ -23,7 +23,6 @@ from custom_modules.engine.checkpoints import finished_run
 from custom_modules.engine.weights import use_prepared_weights
 from custom_modules.formats import FormatError
 from custom_modules.vision import annotation_path
-from custom_modules.vision.selection import default_train_split
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,7 +59,7 @@ def _test_split(args: argparse.Namespace) -> str:
         return args.val_split
     if annotation_path(args.data_root, args.dataset, 'val').is_file():
         return 'val'
-    return args.split or default_train_split(args.data_root, args.dataset)
+    return args.split
 
 
 def train(args: argparse.Namespace) -> None:
