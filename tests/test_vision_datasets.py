@@ -20,6 +20,7 @@ from mmcv.transforms import Compose
 from mmdet.registry import DATASETS as DET_DATASETS
 from mmdet.registry import METRICS as DET_METRICS
 from mmengine.config import ConfigDict
+from mmengine.dataset import RepeatDataset
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS as SEG_DATASETS
 from mmseg.registry import TRANSFORMS as SEG_TRANSFORMS
@@ -98,6 +99,8 @@ def test_semantic_masks_made_on_load_equal_the_png_path(root, tmp_path):
                       train_split='train_val')
     init_default_scope('mmseg')
     new = SEG_DATASETS.build(cfg.train_dataloader.dataset)
+    while isinstance(new, RepeatDataset):  # the training set's repeats (the schedule's)
+        new = new.dataset
     # before: the merged folder's images with PNG masks, read by MMSegmentation
     merged = export_train_val(root, 'Widget', tmp_path / 'merged')
     pngs = export_semantic_masks(root, 'Widget', 'train_val', tmp_path / 'masks')
