@@ -101,12 +101,14 @@ def _select_range(args: tuple[int, int, float, int, bool]) -> list[np.ndarray]:
 @gc_paused()
 def ensemble_detections(per_model: Sequence[Sequence[dict]], weights: Sequence[float],
                         iou_thr: float = 0.5, max_per_img: int = 100,
-                        class_agnostic: bool = False, workers: int = 1) -> list[dict]:
+                        class_agnostic: bool = False, workers: int = 1,
+                        progress: bool = True) -> list[dict]:
     """Ensemble the detections of several models of one dataset.
 
     Output: images in ascending id, each image's detections highest adjusted score first.
     ``workers`` > 1 spreads ranges of images over forked processes; the output is
-    identical.
+    identical. ``progress=False`` hides the progress bar (for callers that ensemble one
+    image at a time and show their own).
     """
     global _IMAGES
     if len(per_model) != len(weights):
@@ -122,12 +124,13 @@ def ensemble_detections(per_model: Sequence[Sequence[dict]], weights: Sequence[f
     use_pool = workers > 1 and len(ranges) > 1
     try:
         with (get_context('fork').Pool(workers) if use_pool else nullcontext()) as pool, \
-                tqdm(total=len(_IMAGES), desc='ensemble', unit='img') as progress:
+                tqdm(total=len(_IMAGES), desc='ensemble', unit='img',
+                     disable=not progress) as bar:
             done = (pool.imap if use_pool else map)(_select_range, ranges)
             for (start, stop, *_), kept in zip(ranges, done):
                 for (dets, scores), indices in zip(_IMAGES[start:stop], kept):
                     results.extend(dict(dets[i], score=float(scores[i])) for i in indices)
-                progress.update(stop - start)
+                bar.update(stop - start)
     finally:
         _IMAGES = []
     return results
