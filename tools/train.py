@@ -2,10 +2,12 @@
 
     python tools/train.py CONFIG --data-root ROOT --dataset NAME [--work-dir DIR]
         [--split SPLIT] [--no-validate] [--max-iters N] [--resume] [--amp] [--cfg-options k=v ...]
-        [--launcher pytorch]
+        [--vis-backend tensorboard] [--launcher pytorch]
 
 The dataset and split are chosen here (not by editing the config), so one config serves
-every dataset; see ``custom_modules/vision/selection.py``.
+every dataset; see ``custom_modules/vision/selection.py``. ``--vis-backend tensorboard``
+also logs losses and learning rate as TensorBoard events in ``WORK_DIR/<run>/vis_data/``
+(``tensorboard --logdir WORK_DIR``).
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ import sys
 
 from mmengine.runner import Runner
 
-from custom_modules.engine import (adapt_to_device, add_common_arguments, leave_process_group,
-                                   limit_iterations, prepare_config)
+from custom_modules.engine import (VIS_BACKENDS, adapt_to_device, add_common_arguments,
+                                   add_vis_backends, leave_process_group, limit_iterations,
+                                   prepare_config)
 from custom_modules.formats import FormatError
 
 
@@ -33,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--resume', action='store_true',
                         help='resume from the latest checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true', help='mixed precision training')
+    parser.add_argument('--vis-backend', action='append', choices=sorted(VIS_BACKENDS),
+                        default=[], help='also log scalars there (repeatable)')
     return parser.parse_args(argv)
 
 
@@ -43,6 +48,7 @@ def train(args: argparse.Namespace) -> None:
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.no_validate:
         cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
+    add_vis_backends(cfg, args.vis_backend)
     adapt_to_device(cfg)
     if args.max_iters is not None:
         limit_iterations(cfg, args.max_iters)

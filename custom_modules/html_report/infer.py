@@ -10,7 +10,8 @@ from custom_modules.inference.bag import Bag
 from custom_modules.inference.run import PREDICTIONS_NAME, RunSummary
 from custom_modules.visualization import class_colours
 
-from .page import esc, facts, href, image, link, nav, section, swatch, table, write_page
+from .page import (esc, facts, href, image, link, listed, nav, section, swatch, table,
+                   write_page)
 
 MAX_GALLERY = 200  # the page stays quick to open; every image is in predictions.json
 
@@ -45,7 +46,9 @@ def _class_rows(summary: RunSummary, bag: Bag) -> list[list[str]]:
 
 
 def _card(img, names: dict[int, str], out_dir: Path, report_dir: Path) -> str:
-    rows = [[esc(names[d['category_id']]), f'{d["score"]:.3f}',
+    colours = dict(zip(names, class_colours(len(names))))
+    rows = [[swatch(colours[d['category_id']]) + esc(names[d['category_id']]),
+             f'{d["score"]:.3f}',
              esc(', '.join(f'{v:.0f}' for v in d['bbox']))]
             for d in sorted(img.shown, key=lambda d: -d['score'])]
     picture = (image(href(out_dir / img.overlay, report_dir), img.file_name, lazy=True)
@@ -53,7 +56,7 @@ def _card(img, names: dict[int, str], out_dir: Path, report_dir: Path) -> str:
     return (f'<div class="card">{picture}<p><b>{esc(img.file_name)}</b> '
             f'({img.width} x {img.height}): {len(img.shown)} shown of '
             f'{img.num_detections} detections</p>'
-            + table(['class', 'score', 'box x, y, w, h'], rows, numeric=(1, )) + '</div>')
+            + listed(['class', 'score', 'box x, y, w, h'], rows, numeric=(1, )) + '</div>')
 
 
 def write_infer_report(out_dir: Path, summary: RunSummary, bag: Bag) -> Path:

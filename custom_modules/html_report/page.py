@@ -66,6 +66,13 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]],
     return f'<table><thead>{row([esc(h) for h in header], "th")}</thead><tbody>{body}</tbody></table>'
 
 
+def listed(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = (),
+           limit: int = 25) -> str:
+    """:func:`table` of the first ``limit`` rows, and how many more there are."""
+    more = f'<p>{len(rows) - limit} more not listed.</p>' if len(rows) > limit else ''
+    return table(header, rows[:limit], numeric) + more
+
+
 def facts(rows: Iterable[tuple[str, str]]) -> str:
     """A two-column table of (name, HTML value) without a header."""
     body = ''.join(f'<tr><th>{esc(name)}</th><td>{value}</td></tr>' for name, value in rows)

@@ -19,7 +19,8 @@ from custom_modules.vision import annotation_path, dataset_classes, image_dir
 from custom_modules.vision.selection import default_train_split
 from custom_modules.visualization import OverlayDrawer, class_colours
 
-from .page import esc, facts, href, image, link, nav, section, swatch, table, write_page
+from .page import (esc, facts, href, image, link, listed, nav, section, swatch, table,
+                   write_page)
 
 GALLERY_WIDTH = 1600  # pixels of a gallery drawing (ground truth and prediction)
 
@@ -89,8 +90,8 @@ def _stages(ctx: PipelineContext, report_dir: Path) -> str:
 
 def _card(picture: str, title: str, rows: list[list[str]], missed: str) -> str:
     return (f'<div class="card">{picture}<p><b>{title}</b></p>'
-            + table(['class', 'score', 'box x, y, w, h', 'found a defect'], rows,
-                    numeric=(1, )) + missed + '</div>')
+            + listed(['class', 'score', 'box x, y, w, h', 'found a defect'], rows,
+                     numeric=(1, )) + missed + '</div>')
 
 
 def _gallery(ctx: PipelineContext, dataset: str, scored: bool, report_dir: Path,

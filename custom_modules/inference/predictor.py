@@ -206,7 +206,8 @@ class ModelBag:
                 results[key] = loader(dict(img_path=str(path)))
                 problem = None if results[key]['img'].size else 'no pixels'
             except Exception as err:  # noqa: BLE001 - whatever the decoder says of this file
-                problem = ' '.join(f'{type(err).__name__}: {err}'.split())
+                said = ' '.join(str(err).replace(str(path), '').split()).strip(' :')
+                problem = f'{type(err).__name__}: {said}' if said else type(err).__name__
             if problem:
                 raise ImageReadError(f'{path}: cannot read the image ({problem})')
         return LoadedImage(path, results)

@@ -12,14 +12,16 @@ from typing import Sequence
 import mmcv
 import numpy as np
 import torch
-from mmdet.datasets import CocoDataset
 from mmdet.structures import DetDataSample
 from mmdet.visualization import DetLocalVisualizer
 from mmengine.structures import InstanceData
+from matplotlib import colormaps
 from pycocotools import mask as mask_utils
 
-# MMDetection's COCO colours, distinct and bright enough on grey industrial images
-PALETTE: tuple[tuple[int, int, int], ...] = tuple(CocoDataset.METAINFO['palette'])
+# matplotlib's qualitative "tab10" colours (RGB): neighbours stay distinct, and a dataset
+# has at most 7 classes
+PALETTE: tuple[tuple[int, int, int], ...] = tuple(
+    tuple(round(255 * c) for c in rgb) for rgb in colormaps['tab10'].colors)
 
 
 def class_colours(num_classes: int) -> list[tuple[int, int, int]]:
