@@ -79,6 +79,26 @@ class ImagePrediction:
     detections: list[dict]
 
 
+@dataclass
+class ModelPredictions:
+    """One image as each model of a bag predicts it: every instance model's COCO results
+    (bag order) and the semantic model's defect mask (RLE), if the bag has one."""
+    instances: list[list[dict]]
+    semantic: dict | None
+
+
+def combine(bag: Bag, predictions: ModelPredictions) -> list[dict]:
+    """The bag's final detections from its models' predictions of one image: semantic
+    fusion into the fusion's instance model, then the weighted ensemble, with the
+    pipeline's own functions and the bag's settings."""
+    instances = list(predictions.instances)
+    if bag.fusion is not None:
+        i = [m.name for m in bag.instance_models].index(bag.fusion.into)
+        instances[i] = fuse_image(instances[i], predictions.semantic, bag.fusion.score_thr,
+                                  bag.fusion.rule)
+    return ensemble_detections(instances, bag.weights, progress=False, **bag.ensemble)
+
+
 def default_device() -> str:
     return 'cuda:0' if torch.cuda.is_available() else 'cpu'
 
@@ -106,6 +126,11 @@ def coco_results(sample: Any, category_ids: Sequence[int], image_id: int) -> lis
             segmentation=dict(size=[int(v) for v in rle['size']],
                               counts=counts.decode() if isinstance(counts, bytes) else counts)))
     return results
+
+
+def _loader_key(cfg: dict) -> str:
+    """Equal loading steps share one decoded image."""
+    return json.dumps(cfg, sort_keys=True, default=str)
 
 
 class LoadedModel:
@@ -160,10 +185,6 @@ class LoadedModel:
             return self.network.test_step(pseudo_collate([data]))[0]
 
 
-def _loader_key(cfg: dict) -> str:
-    return json.dumps(cfg, sort_keys=True, default=str)
-
-
 class ModelBag:
     """A bag's models loaded once; call it on images (paths or BGR arrays)."""
 
@@ -180,8 +201,6 @@ class ModelBag:
             if model.loader_key not in self._loaders:
                 with DefaultScope.overwrite_default_scope(model.scope):
                     self._loaders[model.loader_key] = Compose([model.loader_cfg])
-        self._fusion_index = ([m.name for m in bag.instance_models].index(bag.fusion.into)
-                              if bag.fusion else None)
 
     @classmethod
     def from_file(cls, path: str | Path, device: str | None = None) -> ModelBag:
@@ -212,20 +231,21 @@ class ModelBag:
                 raise ImageReadError(f'{path}: cannot read the image ({problem})')
         return LoadedImage(path, results)
 
-    def predict_loaded(self, image: LoadedImage, image_id: int = 1) -> ImagePrediction:
-        """The bag's final detections of one loaded image."""
-        ids = self.bag.category_ids
-        per_model = [coco_results(model.predict(image.results[model.loader_key], image_id),
-                                  ids, image_id)
+    def model_predictions(self, image: LoadedImage, image_id: int = 1) -> ModelPredictions:
+        """Every model's own prediction of one loaded image."""
+        instances = [coco_results(model.predict(image.results[model.loader_key], image_id),
+                                  self.bag.category_ids, image_id)
                      for model in self.instance_models]
+        semantic = None
         if self.semantic_model is not None:
-            model, fusion = self.semantic_model, self.bag.fusion
+            model = self.semantic_model
             sample = model.predict(image.results[model.loader_key], image_id)
             semantic = encode_mask(sample.pred_sem_seg.data[0].cpu().numpy() != 0)
-            i = self._fusion_index
-            per_model[i] = fuse_image(per_model[i], semantic, fusion.score_thr, fusion.rule)
-        detections = ensemble_detections(per_model, self.bag.weights, progress=False,
-                                         **self.bag.ensemble)
+        return ModelPredictions(instances, semantic)
+
+    def predict_loaded(self, image: LoadedImage, image_id: int = 1) -> ImagePrediction:
+        """The bag's final detections of one loaded image."""
+        detections = combine(self.bag, self.model_predictions(image, image_id))
         height, width = image.size
         return ImagePrediction(image.path, height, width, detections)
 
