@@ -7,9 +7,12 @@ import zipfile
 
 from custom_modules.formats import (SplitInfo, load_instance_results, load_json,
                                     load_semantic_results)
+from custom_modules.pipeline import MODELS as SPECS
+from custom_modules.pipeline import PRESETS, PipelineContext
+from custom_modules.pipeline.stages import train
 from custom_modules.vision import annotation_path
 
-from tool_helpers import run_pipeline
+from tool_helpers import load_tool, run_pipeline
 
 MODELS = ('htc', 'r50', 'convnext')
 
@@ -62,3 +65,30 @@ def test_second_run_skips_finished_stages_and_resumes_interrupted_training(pipel
     assert 'Auto resumed from the latest checkpoint' in log
     assert f'[predict] r50 {dataset} (val): done before, skipped' in output
     assert submission.stat().st_mtime_ns == before
+
+
+class _RecordingRunner:
+    """Stands in for StageRunner: records the command instead of running it."""
+
+    def __init__(self) -> None:
+        self.argv: list[str] = []
+
+    def run(self, stage, label, argv, outputs=(), env=None) -> bool:
+        self.argv = [str(a) for a in argv]
+        return False
+
+
+def test_training_runs_get_the_pipeline_vis_backends(tmp_path):
+    runner = _RecordingRunner()
+    ctx = PipelineContext(data_root=tmp_path, work_dir=tmp_path, datasets=['A'],
+                          models=['r50'], preset_name='tiny', preset=PRESETS['tiny'], gpus=1,
+                          runner=runner, vis_backends=('tensorboard', ))
+    run_dir = ctx.run_dir(SPECS['r50'], 'train', 'A')
+    run_dir.mkdir(parents=True)
+    (run_dir / 'last_checkpoint').write_text(str(run_dir / 'iter_2.pth'))
+    train(ctx, SPECS['r50'], 'A', 'train', {})
+    script, *argv = runner.argv[1:]
+    assert script == 'tools/train.py'
+    args = load_tool('train').parse_args(argv)  # as tools/train.py will read them
+    assert args.vis_backend == ['tensorboard']
+    assert args.cfg_options['randomness.seed'] == 0 and args.no_validate

@@ -3,6 +3,7 @@ training, resuming, distributed runs, results files valid against their split, m
 that agree with pycocotools / a direct IoU count, and one-line errors."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -133,6 +134,25 @@ def test_semantic_metrics_on_labelled_split_match_direct_count(data, trained, tm
             inter[label] += np.sum((pred == label) & (gt == label))
             union[label] += np.sum((pred == label) | (gt == label))
     assert printed['mIoU'] == pytest.approx(100 * np.mean(inter / union), abs=0.006)
+
+
+def test_tensorboard_backend_logs_the_losses_and_learning_rate(data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, dataset = data
+    TRAIN.main([config_path('cascade_r50_tiny'), '--data-root', str(root), '--dataset', dataset,
+                '--work-dir', str(tmp_path), '--max-iters', '2', '--no-validate',
+                '--vis-backend', 'tensorboard'])
+    (events, ) = tmp_path.glob('*/vis_data/events.out.tfevents.*')
+    logged = EventAccumulator(str(events.parent))
+    logged.Reload()
+    # the same scalars as the local backend's scalars.json, one per logged iteration
+    local = [json.loads(line) for line in (events.parent / 'scalars.json').read_text().splitlines()]
+    for tag in ('loss', 'lr', 'loss_rpn_cls', 's0.loss_mask'):
+        expected = [(entry['step'], entry[tag]) for entry in local if tag in entry]
+        assert len(expected) == 2, tag
+        assert [(e.step, e.value) for e in logged.Scalars(tag)] == [
+            (step, pytest.approx(value, rel=1e-6)) for step, value in expected], tag
 
 
 def test_resume_continues_from_the_last_checkpoint(data, trained, tmp_path):

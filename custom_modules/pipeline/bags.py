@@ -73,7 +73,8 @@ def pipeline_bag(ctx: PipelineContext, dataset: str, weights: list[float],
                         if semantic else None),
         fusion=Fusion(into=first.name, **FUSION_SETTINGS) if semantic else None,
         ensemble=dict(ENSEMBLE_SETTINGS),
-        source=dict(work_dir=str(ctx.work_dir.absolute()), preset=ctx.preset_name,
+        source=dict(work_dir=str(ctx.work_dir.absolute()),
+                    data_root=str(ctx.data_root.absolute()), preset=ctx.preset_name,
                     seed=ctx.seed, weights='val mAP / best val mAP' if weights_from_val
                     else 'equal'))
 
