@@ -319,8 +319,10 @@ def test_bag_round_trip_is_relative_and_reuses_unchanged_weights(small_bag, tmp_
 @pytest.mark.parametrize('change, message', [
     (lambda m: m.update(version=2), 'bag version 2 is not supported'),
     (lambda m: m.update(format='other'), 'not a model bag'),
-    (lambda m: m['instance_models'][1].update(weight=-1), 'instance model 1: "weight" must be >= 0'),
-    (lambda m: m['instance_models'][0].update(tta='yes'), 'instance model 0: "tta" must be of type bool'),
+    (lambda m: m['instance_models'][1].update(weight=-1),
+     'instance model 1: "weight" must be >= 0'),
+    (lambda m: m['instance_models'][0].update(tta='yes'),
+     'instance model 0: "tta" must be of type bool'),
     (lambda m: m['instance_models'][0].pop('checkpoint'), 'instance model 0: missing "checkpoint"'),
     (lambda m: m['instance_models'][0].update(checkpoint='Widget/none.pth'),
      'instance model 0: "checkpoint": '),

@@ -22,7 +22,8 @@ MODELS = ('htc', 'r50', 'convnext')
 def _gt(annotations: list[dict], images: int = 3) -> COCO:
     coco = COCO()
     coco.dataset = dict(
-        images=[dict(id=i, height=20, width=30, file_name=f'{i}.png') for i in range(1, images + 1)],
+        images=[dict(id=i, height=20, width=30, file_name=f'{i}.png')
+                for i in range(1, images + 1)],
         categories=[dict(id=1, name='one'), dict(id=2, name='two')],
         annotations=[dict(ann, id=i, area=float(mask_utils.area(ann['segmentation'])),
                           bbox=[float(v) for v in mask_utils.toBbox(ann['segmentation'])],

@@ -16,6 +16,7 @@ could not start (bad bag, no images, DIR not an earlier run's output), nothing w
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _exit_on_terminate(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)  # unwinds: the half-written output folder is removed
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
@@ -77,4 +82,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
+    signal.signal(signal.SIGTERM, _exit_on_terminate)
     main()

@@ -7,6 +7,7 @@ from .vision_eval import (STAT_NAMES, coco_stats, evaluate_datasets, evaluate_fi
 
 __all__ = [
     'ImageErrors', 'image_errors', 'average_metrics', 'render_csv', 'render_html',
-    'render_markdown', 'render_text', 'table_rows', 'write_tables', 'STAT_NAMES', 'coco_stats', 'evaluate_datasets', 'evaluate_file',
-    'evaluation_summary', 'ground_truth', 'prediction_path', 'write_evaluation'
+    'render_markdown', 'render_text', 'table_rows', 'write_tables', 'STAT_NAMES', 'coco_stats',
+    'evaluate_datasets', 'evaluate_file', 'evaluation_summary', 'ground_truth',
+    'prediction_path', 'write_evaluation'
 ]

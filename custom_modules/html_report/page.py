@@ -63,7 +63,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]],
             for i, cell in enumerate(cells)) + '</tr>'
 
     body = ''.join(row(r, 'td') for r in rows)
-    return f'<table><thead>{row([esc(h) for h in header], "th")}</thead><tbody>{body}</tbody></table>'
+    head = row([esc(h) for h in header], 'th')
+    return f'<table><thead>{head}</thead><tbody>{body}</tbody></table>'
 
 
 def listed(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = (),

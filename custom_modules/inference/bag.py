@@ -79,10 +79,6 @@ class Bag:
     def category_ids(self) -> list[int]:
         return [c['id'] for c in self.categories]
 
-    @property
-    def class_names(self) -> list[str]:
-        return [c['name'] for c in self.categories]
-
 
 class _Entry:
     """One JSON object of a manifest, read with type checks whose errors name the file and

@@ -62,7 +62,7 @@ def make_tiny_bag(work_dir: Path) -> Path:
                           gpus=1, runner=StageRunner(work_dir / 'pipeline' / 'logs'))
     prepare_data(ctx)
     for model in [*ctx.instance_models, ctx.semantic_model]:
-        train(ctx, model, dataset, final_train_split(ctx, model, weights_from_val=True), {})
+        train(ctx, model, dataset, final_train_split(ctx, model, weights_from_val=False), {})
     return write_bags(ctx, [])[dataset]
 
 
