@@ -134,24 +134,28 @@ def main() -> None:
         write_bag(replace(bag, instance_models=tuple(replace(m, tta=False)
                                                      for m in bag.instance_models)), bag_path)
     data_root = Path(bag.source.get('data_root', work_dir / 'data'))
-    few, many = args.memory_images
     timing_folder = image_folder(data_root, work_dir / f'images_{args.timing_images}',
                                  args.timing_images)
     timing = time_bag(bag_path, sorted(timing_folder.iterdir()))
-    memory = {n: peak_memory(bag_path, image_folder(data_root, work_dir / f'images_{n}', n),
-                             work_dir / f'out_{n}') for n in (few, many)}
-    print(f'bag: {bag_path} ({args.tta == "off" and "single scale" or "bag TTA"})')
+    scales = 'single scale' if args.tta == 'off' else "the bag's TTA"
+    print(f'bag: {bag_path} ({scales})')
     print(f'seconds per image (median of {args.timing_images}):')
     for name, seconds in timing['models'].items():
         print(f'  {name:<12} alone {seconds:8.3f}')
     print(f'  {"sum":<12}       {timing["models_sum"]:8.3f}')
     print(f'  {"bag":<12}       {timing["bag"]:8.3f}  ratio {timing["ratio"]:.3f} '
-          f'(target <= 1.2)')
-    (rss_few, wall_few), (rss_many, wall_many) = memory[few], memory[many]
-    print(f'peak memory of tools/infer.py: {few} images {rss_few:.0f} MiB ({wall_few:.0f} s), '
-          f'{many} images {rss_many:.0f} MiB ({wall_many:.0f} s): '
-          f'{100 * (rss_many / rss_few - 1):+.1f} % (target <= +10 %)')
-    print(json.dumps(dict(timing=timing, memory_mib={few: rss_few, many: rss_many})))
+          f'(target <= 1.2)', flush=True)
+    memory = {}
+    for count in args.memory_images:  # each printed as it ends: the long run takes a while
+        folder = image_folder(data_root, work_dir / f'images_{count}', count)
+        rss, wall = peak_memory(bag_path, folder, work_dir / f'out_{count}')
+        memory[count] = rss
+        print(f'peak memory of tools/infer.py on {count} images: {rss:.0f} MiB '
+              f'({wall:.0f} s)', flush=True)
+    few, many = args.memory_images
+    print(f'{many} against {few} images: {100 * (memory[many] / memory[few] - 1):+.1f} % '
+          '(target <= +10 %)')
+    print(json.dumps(dict(timing=timing, memory_mib=memory)))
 
 
 if __name__ == '__main__':
