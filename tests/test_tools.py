@@ -140,9 +140,14 @@ def test_tensorboard_backend_logs_the_losses_and_learning_rate(data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     root, dataset = data
-    TRAIN.main([config_path('cascade_r50_tiny'), '--data-root', str(root), '--dataset', dataset,
-                '--work-dir', str(tmp_path), '--max-iters', '2', '--no-validate',
-                '--vis-backend', 'tensorboard'])
+    # a fresh process: MMEngine's visualizer is a per-process singleton, so an earlier
+    # in-process run's visualizer (and backends) would be reused
+    done = subprocess.run(
+        [sys.executable, 'tools/train.py', config_path('cascade_r50_tiny'), '--data-root',
+         str(root), '--dataset', dataset, '--work-dir', str(tmp_path), '--max-iters', '2',
+         '--no-validate', '--vis-backend', 'tensorboard'],
+        cwd=REPO, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert done.returncode == 0, done.stderr[-3000:]
     (events, ) = tmp_path.glob('*/vis_data/events.out.tfevents.*')
     logged = EventAccumulator(str(events.parent))
     logged.Reload()
