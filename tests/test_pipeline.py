@@ -1,40 +1,20 @@
-"""The end-to-end driver on the smallest synthetic data: every stage runs, its files
-are valid, and a second run resumes instead of redoing the work."""
+"""The end-to-end driver on the smallest synthetic data (the session's ``pipeline_run``,
+see conftest.py): every stage runs, its files are valid, and a second run resumes instead
+of redoing the work."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
-
-import pytest
 
 from custom_modules.formats import (SplitInfo, load_instance_results, load_json,
                                     load_semantic_results)
-from custom_modules.synthetic import generate
+from custom_modules.pipeline import MODELS as SPECS
+from custom_modules.pipeline import PRESETS, PipelineContext
+from custom_modules.pipeline.stages import train
 from custom_modules.vision import annotation_path
 
-REPO = Path(__file__).resolve().parents[1]
+from tool_helpers import load_tool, run_pipeline
+
 MODELS = ('htc', 'r50', 'convnext')
-
-
-def run_pipeline(data_root: Path, work_dir: Path, dataset: str) -> str:
-    """Run the driver as a user would; return its console output."""
-    result = subprocess.run(
-        [sys.executable, 'tools/run_pipeline.py', '--data-root', str(data_root), '--work-dir',
-         str(work_dir), '--preset', 'tiny', '--iters', '2', '--datasets', dataset],
-        cwd=REPO, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
-
-
-@pytest.fixture(scope='module')
-def pipeline_run(tmp_path_factory) -> tuple[Path, Path, str, str]:
-    data_root = tmp_path_factory.mktemp('data')
-    dataset = generate(data_root, seed=0, num_datasets=1, preset='smoke', progress=False)[0]
-    work_dir = tmp_path_factory.mktemp('work')
-    return data_root, work_dir, dataset, run_pipeline(data_root, work_dir, dataset)
 
 
 def test_every_stage_writes_valid_files(pipeline_run):
@@ -57,6 +37,8 @@ def test_every_stage_writes_valid_files(pipeline_run):
         assert f'| {row} ' in table or f'| **{row}** ' in table
     assert (work_dir / 'ablation.png').stat().st_size > 0
     assert list((work_dir / 'vis' / dataset).glob('*.png'))
+    assert (work_dir / 'bags' / f'{dataset}.json').is_file()  # tests/test_infer.py reads it
+    assert output.rstrip().endswith(f'report: {work_dir / "report" / "index.html"}')
     timings = load_json(work_dir / 'timings.json')
     assert {'train', 'predict', 'ensemble'} <= set(timings['stages_s'])
     assert 'Time per stage' in output and 'Iter(train)' in output
@@ -84,3 +66,30 @@ def test_second_run_skips_finished_stages_and_resumes_interrupted_training(pipel
     assert 'the run finished before; nothing to resume' in log
     assert f'[predict] r50 {dataset} (val): done before, skipped' in output
     assert submission.stat().st_mtime_ns == before
+
+
+class _RecordingRunner:
+    """Stands in for StageRunner: records the command instead of running it."""
+
+    def __init__(self) -> None:
+        self.argv: list[str] = []
+
+    def run(self, stage, label, argv, outputs=(), env=None) -> bool:
+        self.argv = [str(a) for a in argv]
+        return False
+
+
+def test_training_runs_get_the_pipeline_vis_backends(tmp_path):
+    runner = _RecordingRunner()
+    ctx = PipelineContext(data_root=tmp_path, work_dir=tmp_path, datasets=['A'],
+                          models=['r50'], preset_name='tiny', preset=PRESETS['tiny'], gpus=1,
+                          runner=runner, vis_backends=('tensorboard', ))
+    run_dir = ctx.run_dir(SPECS['r50'], 'train', 'A')
+    run_dir.mkdir(parents=True)
+    (run_dir / 'last_checkpoint').write_text(str(run_dir / 'iter_2.pth'))
+    train(ctx, SPECS['r50'], 'A', 'train', {})
+    script, *argv = runner.argv[1:]
+    assert script == 'tools/train.py'
+    args = load_tool('train').parse_args(argv)  # as tools/train.py will read them
+    assert args.vis_backend == ['tensorboard']
+    assert args.cfg_options['randomness.seed'] == 0 and args.no_validate

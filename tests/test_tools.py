@@ -137,6 +137,30 @@ def test_semantic_metrics_on_labelled_split_match_direct_count(data, trained, tm
     assert printed['mIoU'] == pytest.approx(100 * np.mean(inter / union), abs=0.006)
 
 
+def test_tensorboard_backend_logs_the_losses_and_learning_rate(data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, dataset = data
+    # a fresh process: MMEngine's visualizer is a per-process singleton, so an earlier
+    # in-process run's visualizer (and backends) would be reused
+    done = subprocess.run(
+        [sys.executable, 'tools/train.py', config_path('cascade_r50_tiny'), '--data-root',
+         str(root), '--dataset', dataset, '--work-dir', str(tmp_path), '--max-iters', '2',
+         '--no-validate', '--vis-backend', 'tensorboard'],
+        cwd=REPO, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert done.returncode == 0, done.stderr[-3000:]
+    (events, ) = tmp_path.glob('*/vis_data/events.out.tfevents.*')
+    logged = EventAccumulator(str(events.parent))
+    logged.Reload()
+    # the same scalars as the local backend's scalars.json, one per logged iteration
+    local = [json.loads(line) for line in (events.parent / 'scalars.json').read_text().splitlines()]
+    for tag in ('loss', 'lr', 'loss_rpn_cls', 's0.loss_mask'):
+        expected = [(entry['step'], entry[tag]) for entry in local if tag in entry]
+        assert len(expected) == 2, tag
+        assert [(e.step, e.value) for e in logged.Scalars(tag)] == [
+            (step, pytest.approx(value, rel=1e-6)) for step, value in expected], tag
+
+
 def test_results_keep_the_category_ids_of_an_inference_json_ordered_differently(
         data, trained, tmp_path):
     """An inference json whose ``categories`` list is in another order than train's gets

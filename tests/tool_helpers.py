@@ -1,9 +1,12 @@
-"""Shared by tests/test_models.py and tests/test_tools.py: a small VISION-layout data root
-and in-process runs of the command-line tools."""
+"""Shared by the tests of the models and tools: a small VISION-layout data root, in-process
+runs of the command-line tools, and a run of the pipeline driver."""
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -46,3 +49,14 @@ def load_tool(name: str) -> ModuleType:
 def config_path(model: str) -> str:
     """``configs/<family>/<model>.py`` (the family is the name without ``_tiny``)."""
     return str(REPO / 'configs' / model.removesuffix('_tiny') / f'{model}.py')
+
+
+def run_pipeline(data_root: Path, work_dir: Path, dataset: str) -> str:
+    """Run the driver as a user would (tiny preset, 2 iterations per model); return its
+    console output."""
+    result = subprocess.run(
+        [sys.executable, 'tools/run_pipeline.py', '--data-root', str(data_root), '--work-dir',
+         str(work_dir), '--preset', 'tiny', '--iters', '2', '--datasets', dataset],
+        cwd=REPO, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout

@@ -2,13 +2,14 @@
 
     python tools/run_pipeline.py --data-root ROOT --work-dir DIR [--preset tiny|full]
         [--datasets A B ...] [--models htc r50 convnext mask2former] [--gpus N] [--jobs J]
-        [--synthetic] [--iters N] [--no-val-weights]
+        [--synthetic] [--iters N] [--no-val-weights] [--vis-backend tensorboard]
 
 Stages: check of the data root (read only) -> train-only models scored on val (ensemble weights)
 -> train+val models predict the inference split (instance models with TTA; the tiny
 preset lets the train-only instance models predict instead, to halve training) -> semantic
 fusion into HTC -> weighted mask-IoU NMS ensemble -> submission.zip -> scores of every
-stage on the hidden ground truth when the data has one (synthetic data) -> overlays.
+stage on the hidden ground truth when the data has one (synthetic data) -> overlays ->
+one model bag per dataset (bags/<Dataset>.json, for tools/infer.py) -> report/index.html.
 Rerunning skips finished stages and resumes interrupted training.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from custom_modules.pipeline import (MODELS, PRESETS, PipelineContext, StageFail
                                      StageRunner, evaluate, fuse_and_ensemble, prepare_data,
                                      python_tool, train_and_predict, write_ablation,
                                      write_overlays, write_submission)
+from custom_modules.pipeline.bags import write_bags
 from custom_modules.vision import available_datasets
 
 
@@ -50,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='training iterations of every model (default: the preset\'s)')
     parser.add_argument('--no-val-weights', action='store_true',
                         help='skip the train-only models; ensemble with equal weights')
+    # tools/train.py's --vis-backend choices (named here: the driver starts without torch)
+    parser.add_argument('--vis-backend', action='append', choices=['tensorboard'], default=[],
+                        help='every training run also logs losses and lr there')
     return parser.parse_args(argv)
 
 
@@ -103,7 +108,8 @@ def run(args: argparse.Namespace) -> None:
         preset = replace(preset, instance_iters=args.iters, semantic_iters=args.iters)
     ctx = PipelineContext(data_root=args.data_root, work_dir=work_dir, datasets=datasets,
                           models=args.models, preset_name=args.preset, preset=preset,
-                          gpus=args.gpus, runner=runner, jobs=args.jobs, seed=args.seed)
+                          gpus=args.gpus, runner=runner, jobs=args.jobs, seed=args.seed,
+                          vis_backends=tuple(args.vis_backend))
     print(f'pipeline: {len(datasets)} datasets ({", ".join(datasets)}), models '
           f'{", ".join(args.models)}, preset {args.preset}, work dir {work_dir}')
     prepare_data(ctx)
@@ -115,10 +121,16 @@ def run(args: argparse.Namespace) -> None:
     if scored:
         outputs['models'] = model_table(ctx)
     outputs['vis'] = write_overlays(ctx, final, 'inference_gt' if scored else 'inference')
+    with ctx.runner.timed('bags'):
+        write_bags(ctx, weight_files)
+    outputs['bags'] = work_dir / 'bags'
     total = time.monotonic() - start
     dump_json({'stages_s': ctx.runner.timings, 'total_s': total}, work_dir / 'timings.json',
               indent=2)
     outputs['timings'] = work_dir / 'timings.json'
+    from custom_modules.html_report import write_pipeline_report  # draws with mmdet (torch)
+
+    outputs['report'] = write_pipeline_report(ctx)
     print_summary(ctx, outputs, total)
 
 

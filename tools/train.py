@@ -2,13 +2,16 @@
 
     python tools/train.py CONFIG --data-root ROOT --dataset NAME [--work-dir DIR]
         [--split SPLIT] [--no-validate] [--max-iters N] [--resume] [--amp | --no-amp]
-        [--weights-dir DIR | --from-scratch] [--cfg-options k=v ...] [--launcher pytorch]
+        [--weights-dir DIR | --from-scratch] [--vis-backend tensorboard]
+        [--cfg-options k=v ...] [--launcher pytorch]
 
 The dataset and split are chosen here (not by editing the config), so one config serves
 every dataset; see ``custom_modules/vision/selection.py``. A full config starts from the
 pretrained weights tools/prepare_weights.py wrote (configs/weights.json) and refuses to
 start without them unless ``--from-scratch``. The config written into the work dir has
 the dataset chosen (test split: val), so MMDetection's own tools can use it as it is.
+``--vis-backend tensorboard`` also logs losses and learning rate as TensorBoard events in
+``WORK_DIR/<run>/vis_data/`` (``tensorboard --logdir WORK_DIR``).
 """
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ import sys
 
 from mmengine.runner import Runner
 
-from custom_modules.engine import (adapt_to_device, add_common_arguments, leave_process_group,
-                                   limit_iterations, prepare_config, set_amp)
+from custom_modules.engine import (VIS_BACKENDS, adapt_to_device, add_common_arguments,
+                                   add_vis_backends, leave_process_group, limit_iterations,
+                                   prepare_config, set_amp)
 from custom_modules.engine.checkpoints import finished_run
 from custom_modules.engine.weights import use_prepared_weights
 from custom_modules.formats import FormatError
@@ -49,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "config's path, weights/)")
     weights.add_argument('--from-scratch', action='store_true',
                          help='train from random weights instead of the pretrained ones')
+    parser.add_argument('--vis-backend', action='append', choices=sorted(VIS_BACKENDS),
+                        default=[], help='also log scalars there (repeatable)')
     return parser.parse_args(argv)
 
 
@@ -70,6 +76,7 @@ def train(args: argparse.Namespace) -> None:
     use_prepared_weights(cfg, args.weights_dir, args.from_scratch)
     if args.no_validate:
         cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
+    add_vis_backends(cfg, args.vis_backend)
     adapt_to_device(cfg)
     if args.max_iters is not None:
         limit_iterations(cfg, args.max_iters)

@@ -1,11 +1,12 @@
 """Entry-point set-up shared by the tools."""
-from .setup import (DictAction, adapt_to_device, add_common_arguments, allow_trusted_checkpoints,
-                    default_work_dir, leave_process_group, limit_iterations, load_config,
-                    prepare_config, set_amp)
+from .setup import (VIS_BACKENDS, DictAction, adapt_to_device, add_common_arguments,
+                    add_vis_backends, allow_trusted_checkpoints, default_work_dir,
+                    leave_process_group, limit_iterations, load_config, prepare_config, set_amp)
 from .testing import configure_test, publish_results, use_tta
 
 __all__ = [
-    'DictAction', 'adapt_to_device', 'add_common_arguments', 'allow_trusted_checkpoints',
+    'VIS_BACKENDS', 'DictAction', 'adapt_to_device', 'add_common_arguments',
+    'add_vis_backends', 'allow_trusted_checkpoints',
     'default_work_dir', 'leave_process_group', 'limit_iterations', 'load_config',
     'prepare_config', 'set_amp', 'configure_test', 'publish_results', 'use_tta'
 ]

@@ -15,7 +15,10 @@ from custom_modules.vision.selection import select_dataset
 
 __all__ = ['DictAction', 'load_config', 'adapt_to_device', 'set_amp', 'limit_iterations',
            'allow_trusted_checkpoints', 'add_common_arguments', 'prepare_config',
-           'leave_process_group']
+           'leave_process_group', 'VIS_BACKENDS', 'add_vis_backends']
+
+# --vis-backend names -> MMEngine visualization backends (the local one is always on)
+VIS_BACKENDS = {'tensorboard': 'TensorboardVisBackend'}
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,6 +125,23 @@ def limit_iterations(cfg: Config, max_iters: int) -> None:
     cfg.log_processor = ConfigDict(cfg.get('log_processor', {}), by_epoch=False)
     cfg.default_hooks.logger.interval = min(cfg.default_hooks.logger.get('interval', 50),
                                             max(1, max_iters // 5))
+
+
+def add_vis_backends(cfg: Config, names: list[str]) -> None:
+    """Let the config's visualizer also log to the backends ``names`` (see
+    :data:`VIS_BACKENDS`): the logger hook sends every logged scalar (losses, lr, grad
+    norm, times) to each, e.g. TensorBoard events in ``<run>/vis_data/``."""
+    if not names:
+        return
+    visualizer = cfg.get('visualizer')
+    if visualizer is None:
+        raise ValueError(f'{cfg.filename}: no "visualizer" to add logging backends to')
+    backends = list(visualizer.get('vis_backends') or [])
+    for name in names:
+        backend_type = VIS_BACKENDS[name]
+        if not any(b.get('type') == backend_type for b in backends):
+            backends.append(dict(type=backend_type))
+    visualizer.vis_backends = backends
 
 
 def leave_process_group() -> None:

@@ -14,7 +14,7 @@ from custom_modules.formats import (BBOX_SUFFIX, INSTANCE_SUFFIX, SEMANTIC_SUFFI
 from custom_modules.vision.registry import annotation_path
 from custom_modules.vision.selection import innermost_dataset, is_semantic
 
-__all__ = ['use_tta', 'configure_test', 'publish_results']
+__all__ = ['use_tta', 'configure_test', 'publish_results', 'without_transform']
 
 
 def use_tta(cfg: Config) -> None:
@@ -31,16 +31,16 @@ def _has_annotations(ann_file: Path) -> bool:
     return bool(load_json(ann_file).get('annotations'))
 
 
-def _without_transform(pipeline: list, name: str) -> list:
+def without_transform(pipeline: list, name: str) -> list:
     """``pipeline`` without the transforms of type ``name``, also inside the nested
     transform lists of ``TestTimeAug``."""
     kept = []
     for step in pipeline:
         if isinstance(step, list):
-            kept.append(_without_transform(step, name))
+            kept.append(without_transform(step, name))
         elif step.get('type') != name:
             if 'transforms' in step:
-                step = dict(step, transforms=_without_transform(step['transforms'], name))
+                step = dict(step, transforms=without_transform(step['transforms'], name))
             kept.append(step)
     return kept
 
@@ -67,7 +67,7 @@ def configure_test(cfg: Config, data_root: str | Path, dataset: str, split: str,
     if not labelled:  # no masks: predict only
         metrics = []
         test_set = innermost_dataset(cfg.test_dataloader.dataset)
-        test_set.pipeline = _without_transform(test_set.pipeline, 'LoadDefectMask')
+        test_set.pipeline = without_transform(test_set.pipeline, 'LoadDefectMask')
     cfg.test_evaluator = metrics + [dict(type='SemanticResultsWriter', outfile_prefix=prefix)]
     return [Path(prefix + SEMANTIC_SUFFIX)]
 

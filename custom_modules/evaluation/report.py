@@ -9,6 +9,7 @@ and an mAR line, followed by the mean over datasets ("Average") and, on the mAP 
 from __future__ import annotations
 
 import csv
+import html
 import io
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -20,6 +21,7 @@ METRICS = ('mAP', 'mAR')
 AVERAGE_COLUMN = 'Average'
 SCORE_COLUMN = '(mAP+mAR)/2'
 MISSING = '-'
+NUM_CLASS = ' class="num"'
 
 
 def average_metrics(per_dataset: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -88,6 +90,19 @@ def render_text(groups: Groups, datasets: Sequence[str] | None = None) -> str:
     return '\n'.join('  '.join(cell.ljust(w) if i < 2 else cell.rjust(w)
                                for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
                      for row in rows) + '\n'
+
+
+def render_html(groups: Groups, datasets: Sequence[str] | None = None) -> str:
+    """An HTML ``<table>`` (class ``metrics``; number cells class ``num``)."""
+    rows = _blank_repeated_names(table_rows(groups, datasets))
+
+    def cells(row: list[str], tag: str) -> str:
+        return ''.join(f'<{tag}{NUM_CLASS if i >= 2 else ""}>{html.escape(cell)}</{tag}>'
+                       for i, cell in enumerate(row))
+
+    body = ''.join(f'<tr>{cells(row, "td")}</tr>' for row in rows[1:])
+    return (f'<table class="metrics"><thead><tr>{cells(rows[0], "th")}</tr></thead>'
+            f'<tbody>{body}</tbody></table>')
 
 
 def write_tables(groups: Groups, stem: str | Path,

@@ -14,8 +14,9 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 PROGRESS_LINE = re.compile(r'(Iter|Epoch)\((train|val|test)\)|Error|error:|eta:')
 
@@ -72,6 +73,16 @@ class StageRunner:
             raise StageFailed(f'{stage} {label} failed (exit {code}); see {log_path}:\n{tail}')
         print(f'[{stage}] {label}: finished in {elapsed:.0f} s', flush=True)
         return True
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Count the block's time (work done in this process) to ``stage``."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.timings[stage] += time.monotonic() - start
 
 
 def python_tool(script: str, *args: object) -> list[object]:

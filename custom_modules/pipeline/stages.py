@@ -41,6 +41,7 @@ class PipelineContext:
     runner: StageRunner
     jobs: int = 1
     seed: int = 0  # of every training run, so that a rerun gives the same models
+    vis_backends: tuple[str, ...] = ()  # tools/train.py --vis-backend of every run
 
     @property
     def instance_models(self) -> list[ModelSpec]:
@@ -118,6 +119,8 @@ def train(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split: str
     iters = ctx.preset.train_iters(model)
     if iters is not None:
         args += ['--max-iters', iters]
+    for backend in ctx.vis_backends:
+        args += ['--vis-backend', backend]
     args += ['--cfg-options', f'randomness.seed={ctx.seed}', *ctx.preset.train_options(model)]
     if train_split == 'train':  # scored on val by the pipeline itself
         args.append('--no-validate')

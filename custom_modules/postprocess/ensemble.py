@@ -56,12 +56,14 @@ def _select_range(args: tuple[int, int, np.ndarray, NMSSettings]
 
 @gc_paused()
 def ensemble_detections(per_model: Sequence[Sequence[dict]], weights: Sequence[float],
-                        nms: NMSSettings = NMSSettings(), workers: int = 1) -> list[dict]:
+                        nms: NMSSettings = NMSSettings(), workers: int = 1,
+                        progress: bool = True) -> list[dict]:
     """Ensemble the detections of several models of one dataset.
 
     Output: images in ascending id, each image's detections highest final score first,
     with that score. ``workers`` > 1 spreads ranges of images over forked processes; the
-    output is identical.
+    output is identical. ``progress=False`` hides the progress bar (for callers that
+    ensemble one image at a time and show their own).
     """
     global _IMAGES
     if len(per_model) != len(weights):
@@ -78,13 +80,14 @@ def ensemble_detections(per_model: Sequence[Sequence[dict]], weights: Sequence[f
     use_pool = workers > 1 and len(ranges) > 1
     try:
         with (get_context('fork').Pool(workers) if use_pool else nullcontext()) as pool, \
-                tqdm(total=len(_IMAGES), desc='ensemble', unit='img') as progress:
+                tqdm(total=len(_IMAGES), desc='ensemble', unit='img',
+                     disable=not progress) as bar:
             done = (pool.imap if use_pool else map)(_select_range, ranges)
             for (start, stop, *_), selected in zip(ranges, done):
                 for image, (indices, scores) in zip(_IMAGES[start:stop], selected):
                     results.extend(dict(image.detections[i], score=float(s))
                                    for i, s in zip(indices, scores))
-                progress.update(stop - start)
+                bar.update(stop - start)
     finally:
         _IMAGES = []
     return results

@@ -16,17 +16,14 @@ import sys
 from pathlib import Path
 
 import mmcv
-import numpy as np
-import torch
 from mmdet.structures import DetDataSample
 from mmdet.visualization import DetLocalVisualizer
-from mmengine.structures import InstanceData
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from custom_modules.formats import (FormatError, SplitInfo, instance_results_path,
                                     load_instance_results)
 from custom_modules.vision import annotation_path
+from custom_modules.visualization import instances_from_coco
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,20 +40,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _instances(entries: list[dict], label_of: dict[int, int], key: str) -> InstanceData:
-    """Boxes (xyxy), labels, masks and scores of COCO entries as mmdet instances."""
-    instances = InstanceData()
-    boxes = np.array([e['bbox'] for e in entries], dtype=np.float32).reshape(-1, 4)
-    boxes[:, 2:] += boxes[:, :2]
-    instances.bboxes = torch.from_numpy(boxes)
-    instances.labels = torch.tensor([label_of[e['category_id']] for e in entries],
-                                    dtype=torch.long)
-    instances.masks = np.stack([mask_utils.decode(e[key]) for e in entries]).astype(bool) \
-        if entries else np.zeros((0, 1, 1), dtype=bool)
-    instances.scores = torch.tensor([e.get('score', 1.0) for e in entries])
-    return instances
-
-
 def visualize_dataset(args: argparse.Namespace, dataset: str) -> None:
     ann_file = annotation_path(args.data_root, dataset, args.split)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -71,12 +54,12 @@ def visualize_dataset(args: argparse.Namespace, dataset: str) -> None:
         else ann_file.parent
     for image in coco.loadImgs(sorted(coco.getImgIds())[:args.num_images]):
         sample = DetDataSample()
-        sample.pred_instances = _instances(
+        sample.pred_instances = instances_from_coco(
             [d for d in detections if d['image_id'] == image['id']], label_of, 'segmentation')
         gt = [dict(ann, rle=coco.annToRLE(ann))
               for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image['id']]))]
         if gt:
-            sample.gt_instances = _instances(gt, label_of, 'rle')
+            sample.gt_instances = instances_from_coco(gt, label_of, 'rle')
         img = mmcv.imread(image_dir / image['file_name'], channel_order='rgb')
         out_file = args.out_dir / dataset / f'{Path(image["file_name"]).stem}.png'
         visualizer.add_datasample(image['file_name'], img, sample, draw_gt=bool(gt),
