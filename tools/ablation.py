@@ -18,9 +18,10 @@ import sys
 
 from custom_modules.evaluation import render_text
 from custom_modules.formats import FormatError
-from custom_modules.postprocess import FUSION_RULES, NMSSettings
+from custom_modules.postprocess import NMSSettings
 from custom_modules.postprocess.ablation import run_ablation
-from custom_modules.postprocess.options import add_ensemble_arguments, nms_settings
+from custom_modules.postprocess.options import (add_ensemble_arguments, add_fusion_arguments,
+                                                nms_settings)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, NMSSettings]:
@@ -36,8 +37,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, NMSSe
     weights.add_argument('--weights', nargs=3, type=float, help='model weights')
     weights.add_argument('--weights-from', nargs=3, metavar='METRICS_JSON',
                          help='tools/evaluate.py output of each model (per-dataset mAP)')
-    parser.add_argument('--score-thr', type=float, default=0.5, help='fusion threshold')
-    parser.add_argument('--fusion-rule', choices=FUSION_RULES, default='box')
+    add_fusion_arguments(parser, rule_flag='--fusion-rule')
     add_ensemble_arguments(parser)
     parser.add_argument('--workers', type=int, default=1)
     parser.add_argument('--datasets', nargs='+', help='default: those of every input')

@@ -13,7 +13,8 @@ import argparse
 import sys
 
 from custom_modules.formats import FormatError
-from custom_modules.postprocess import FUSION_RULES, fuse_dirs
+from custom_modules.postprocess import fuse_dirs
+from custom_modules.postprocess.options import add_fusion_arguments
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,11 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--instances', required=True, help='instance predictions directory')
     parser.add_argument('--semantic', required=True, help='semantic predictions directory')
     parser.add_argument('--out', required=True, help='output directory')
-    parser.add_argument('--score-thr', type=float, default=0.5,
-                        help='fuse only instances scored above this (paper: 0.5)')
-    parser.add_argument('--rule', choices=FUSION_RULES, default='box',
-                        help='box: add all semantic pixels in the box; connected: add only '
-                        'the semantic regions touching the instance mask')
+    add_fusion_arguments(parser)
     parser.add_argument('--datasets', nargs='+', help='default: those in both directories')
     parser.add_argument('--data-root', help='also validate against this data root ...')
     parser.add_argument('--split', help='... and split (e.g. inference)')

@@ -2,15 +2,19 @@
 
     python tools/run_pipeline.py --data-root ROOT --work-dir DIR [--preset tiny|full]
         [--datasets A B ...] [--models htc r50 convnext mask2former] [--gpus N] [--jobs J]
-        [--synthetic] [--iters N] [--no-val-weights] [--vis-backend tensorboard]
+        [--synthetic] [--seed S] [--iters N] [--no-val-weights] [--stop-after train|predict]
+        [--weights-dir DIR | --from-scratch] [--vis-backend tensorboard] [--train-args ...]
+        [fusion and ensemble options: --fusion-thr T --fusion-rule R --suppress ...]
 
-Stages: check of the data root (read only) -> train-only models scored on val (ensemble weights)
--> train+val models predict the inference split (instance models with TTA; the tiny
-preset lets the train-only instance models predict instead, to halve training) -> semantic
-fusion into HTC -> weighted mask-IoU NMS ensemble -> submission.zip -> scores of every
-stage on the hidden ground truth when the data has one (synthetic data) -> overlays ->
-one model bag per dataset (bags/<Dataset>.json, for tools/infer.py) -> report/index.html.
-Rerunning skips finished stages and resumes interrupted training.
+Stages: check of the data root (read only) -> train-only models predict val (scored: the
+ensemble weights) -> train+val models predict the inference split (instance models with
+TTA; the tiny preset lets the train-only models predict it too, to halve training) ->
+semantic fusion into HTC -> weighted mask-IoU ensemble -> submission.zip -> scores of
+every stage on the hidden ground truth when the data has one -> overlays -> one model bag
+per dataset (bags/<Dataset>.json, for tools/infer.py) -> report/index.html.
+Each step records what it ran with: a rerun skips the steps whose arguments and inputs
+are unchanged, redoes the others and what depends on them, and resumes interrupted
+training.
 """
 from __future__ import annotations
 
@@ -23,14 +27,18 @@ from pathlib import Path
 from custom_modules.evaluation import render_markdown
 from custom_modules.formats import FormatError, atomic_output, dump_json, load_json
 from custom_modules.pipeline import (MODELS, PRESETS, PipelineContext, StageFailed,
-                                     StageRunner, evaluate, fuse_and_ensemble, prepare_data,
-                                     python_tool, train_and_predict, write_ablation,
-                                     write_overlays, write_submission)
+                                     StageRunner, check_data, evaluate, fuse_and_ensemble,
+                                     python_tool, step, train_and_predict, val_weights,
+                                     write_ablation, write_overlays, write_submission)
 from custom_modules.pipeline.bags import write_bags
+from custom_modules.postprocess.options import (PostprocessSettings, add_ensemble_arguments,
+                                                add_fusion_arguments, nms_settings)
 from custom_modules.vision import available_datasets
 
+STOP_POINTS = ('train', 'predict')
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, PostprocessSettings]:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root', required=True, type=Path)
     parser.add_argument('--work-dir', required=True, type=Path)
@@ -40,10 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--datasets', nargs='+', help='default: every dataset of the root')
     parser.add_argument('--models', nargs='+', choices=list(MODELS), default=list(MODELS),
                         help='in ensemble order; the first instance model gets the fusion')
-    parser.add_argument('--gpus', type=int, default=1, help='GPUs per training run')
+    parser.add_argument('--gpus', type=int, default=1,
+                        help='GPUs per training and prediction run')
     parser.add_argument('--jobs', type=int, default=1,
-                        help='datasets trained and predicted at a time, each on its own GPUs '
-                        '(--gpus each) or, without CUDA, its share of the CPU cores')
+                        help='(model, dataset) pairs trained and predicted at a time, each on '
+                        'its own GPUs (--gpus each) or, without CUDA, its share of the cores')
     parser.add_argument('--synthetic', action='store_true',
                         help='generate synthetic data into --data-root when it is empty')
     parser.add_argument('--seed', type=int, default=0,
@@ -52,29 +61,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='training iterations of every model (default: the preset\'s)')
     parser.add_argument('--no-val-weights', action='store_true',
                         help='skip the train-only models; ensemble with equal weights')
+    parser.add_argument('--stop-after', choices=STOP_POINTS,
+                        help='train: only train the models; predict: train and predict')
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument('--weights-dir', type=Path,
+                         help='prepared pretrained weights (tools/prepare_weights.py; full '
+                         'preset; default: weights/)')
+    weights.add_argument('--from-scratch', action='store_true',
+                         help='full preset: train from random weights instead')
     # tools/train.py's --vis-backend choices (named here: the driver starts without torch)
     parser.add_argument('--vis-backend', action='append', choices=['tensorboard'], default=[],
                         help='every training run also logs losses and lr there')
-    return parser.parse_args(argv)
+    parser.add_argument('--train-args', nargs=argparse.REMAINDER, default=[],
+                        help='more tools/train.py arguments for every training run (last)')
+    add_fusion_arguments(parser, thr_flag='--fusion-thr', rule_flag='--fusion-rule')
+    add_ensemble_arguments(parser)
+    args = parser.parse_args(argv)
+    settings = PostprocessSettings(args.fusion_thr, args.fusion_rule, args.weight_mapping,
+                                   nms_settings(parser, args))
+    return args, settings
 
 
 def ensure_data(args: argparse.Namespace, runner: StageRunner) -> None:
     has_data = args.data_root.is_dir() and any(args.data_root.glob('*/train'))
     if has_data or not args.synthetic:
         return
-    runner.run('data', 'generate synthetic VISION data',
-               python_tool('tools/make_synthetic_vision.py', '--out', args.data_root,
-                           '--seed', args.seed, '--preset',
-                           PRESETS[args.preset].synthetic_preset))
+    runner.run(step('data', 'generate synthetic VISION data', python_tool(
+        'tools/make_synthetic_vision.py', '--out', args.data_root, '--seed', args.seed,
+        '--preset', PRESETS[args.preset].synthetic_preset)))
+
+
+def weights_arguments(args: argparse.Namespace) -> list[str]:
+    """The tools/train.py weights arguments of the full preset's runs, after checking
+    that every model's prepared weights are there (before any training starts)."""
+    if args.preset != 'full':
+        return []
+    if args.from_scratch:
+        return ['--from-scratch']
+    from custom_modules.engine.weights import WEIGHTS_DIR, check_prepared_weights
+
+    weights_dir = args.weights_dir or Path(WEIGHTS_DIR)
+    for name in args.models:
+        check_prepared_weights(MODELS[name].config('full'), weights_dir)
+    return ['--weights-dir', str(weights_dir)]
 
 
 def model_table(ctx: PipelineContext) -> Path:
     """Table 2 for these data: each instance model alone on the hidden ground truth."""
     groups = {}
     for model in ctx.instance_models:
-        metrics = load_json(evaluate(ctx, ctx.preds('inference', model.name), 'inference_gt',
-                                     model.name))
-        groups[model.name] = metrics['datasets']
+        scored = evaluate(ctx, 'inference', model.name, ctx.steps_of('inference', model.name),
+                          truth='inference_gt')
+        groups[model.name] = load_json(scored.outputs[0])['datasets']
     out = ctx.work_dir / 'models.md'
     with atomic_output(out) as f:
         f.write(render_markdown(groups, ctx.datasets))
@@ -95,10 +133,10 @@ def print_summary(ctx: PipelineContext, outputs: dict[str, Path | None],
             print(f'{name:>12}: {path}')
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace, settings: PostprocessSettings) -> None:
     start = time.monotonic()
     work_dir = args.work_dir
-    runner = StageRunner(work_dir / 'logs')
+    runner = StageRunner(work_dir)
     ensure_data(args, runner)
     datasets = args.datasets or available_datasets(args.data_root)
     if not datasets:
@@ -109,23 +147,30 @@ def run(args: argparse.Namespace) -> None:
     ctx = PipelineContext(data_root=args.data_root, work_dir=work_dir, datasets=datasets,
                           models=args.models, preset_name=args.preset, preset=preset,
                           gpus=args.gpus, runner=runner, jobs=args.jobs, seed=args.seed,
-                          vis_backends=tuple(args.vis_backend))
+                          vis_backends=tuple(args.vis_backend),
+                          weights_args=tuple(weights_arguments(args)),
+                          train_args=tuple(args.train_args), postprocess=settings,
+                          stop_after=args.stop_after)
     print(f'pipeline: {len(datasets)} datasets ({", ".join(datasets)}), models '
           f'{", ".join(args.models)}, preset {args.preset}, work dir {work_dir}')
-    prepare_data(ctx)
-    weight_files = train_and_predict(ctx, weights_from_val=not args.no_val_weights)
-    final = fuse_and_ensemble(ctx, weight_files)
+    check = check_data(ctx)
+    train_and_predict(ctx, check, weights_from_val=not args.no_val_weights)
+    if args.stop_after is not None:
+        print(f'stopped after {args.stop_after}: time per stage (s) '
+              + ', '.join(f'{k} {v:.0f}' for k, v in runner.timings.items()))
+        return
+    weight_steps = [] if args.no_val_weights else val_weights(ctx)
+    final = fuse_and_ensemble(ctx, weight_steps)
     outputs: dict[str, Path | None] = {'submission': write_submission(ctx, final)}
-    outputs['ablation'] = write_ablation(ctx, weight_files)
-    scored = outputs['ablation'] is not None
-    if scored:
+    outputs['ablation'] = write_ablation(ctx, weight_steps)
+    if outputs['ablation'] is not None:
         outputs['models'] = model_table(ctx)
-    outputs['vis'] = write_overlays(ctx, final, 'inference_gt' if scored else 'inference')
-    with ctx.runner.timed('bags'):
-        write_bags(ctx, weight_files)
+    outputs['vis'] = write_overlays(ctx, final)
+    with runner.timed('bags'):
+        write_bags(ctx, [s.outputs[0] for s in weight_steps])
     outputs['bags'] = work_dir / 'bags'
     total = time.monotonic() - start
-    dump_json({'stages_s': ctx.runner.timings, 'total_s': total}, work_dir / 'timings.json',
+    dump_json({'stages_s': runner.timings, 'total_s': total}, work_dir / 'timings.json',
               indent=2)
     outputs['timings'] = work_dir / 'timings.json'
     from custom_modules.html_report import write_pipeline_report  # draws with mmdet (torch)
@@ -135,9 +180,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args, settings = parse_args(argv)
     try:
-        run(args)
+        run(args, settings)
     except (FormatError, StageFailed) as err:
         sys.exit(f'error: {err}')
 

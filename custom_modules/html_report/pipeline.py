@@ -16,7 +16,6 @@ from custom_modules.formats import SplitInfo, instance_results_path, load_instan
 from custom_modules.pipeline.bags import label_categories
 from custom_modules.pipeline.stages import PipelineContext
 from custom_modules.vision import annotation_path, dataset_classes, image_dir
-from custom_modules.vision.selection import default_train_split
 from custom_modules.visualization import OverlayDrawer, class_colours
 
 from .page import (esc, facts, href, image, link, listed, nav, section, swatch, table,
@@ -101,8 +100,7 @@ def _gallery(ctx: PipelineContext, dataset: str, scored: bool, report_dir: Path,
     split = 'inference_gt' if scored else 'inference'
     ann_file = annotation_path(ctx.data_root, dataset, split)
     info = SplitInfo(ann_file)
-    categories = label_categories(ann_file, dataset_classes(dataset, annotation_path(
-        ctx.data_root, dataset, default_train_split(ctx.data_root, dataset))))
+    categories = label_categories(ann_file, dataset_classes(ctx.data_root, dataset).names)
     colours = dict(zip((c['id'] for c in categories), class_colours(len(categories))))
     final = load_instance_results(instance_results_path(ctx.preds('inference', 'ensemble'),
                                                         dataset), info)

@@ -8,30 +8,26 @@ A bag is a folder that can be copied to another machine as it is::
     bags/<Dataset>/<model>.py    each model's config, as its training run dumped it
     bags/<Dataset>/<model>.pth   each model's weights (the checkpoint without optimizer state)
 
-The ensemble settings are stored as keyword arguments of
-:func:`~custom_modules.postprocess.ensemble_detections`, so options it gains pass through
-the bag unchanged; the reader only checks that each is one of its parameters.
+The ensemble settings are stored as the fields of
+:class:`~custom_modules.postprocess.NMSSettings` (the suppression rule, its IoU threshold,
+the caps), so options it gains pass through the bag unchanged; the reader checks that each
+is one of its fields.
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from custom_modules.formats import FormatError, atomic_directory, dump_json, load_json
-from custom_modules.postprocess import FUSION_RULES, ensemble_detections
+from custom_modules.postprocess import FUSION_RULES, NMSSettings
 
 BAG_FORMAT = 'vision-defect-bag'
 BAG_VERSION = 1
-# ensemble_detections' parameters that the bag does not set: the detections, their
-# weights (per model below) and how the work is run
-_NOT_SETTINGS = ('per_model', 'weights', 'workers', 'progress')
-ENSEMBLE_OPTIONS = tuple(name for name in inspect.signature(ensemble_detections).parameters
-                         if name not in _NOT_SETTINGS)
+ENSEMBLE_OPTIONS = tuple(f.name for f in fields(NMSSettings))
 
 
 @dataclass(frozen=True)
@@ -146,7 +142,7 @@ def _read_categories(path: Path, value: Any) -> tuple[dict, ...]:
 
 def _read_ensemble(path: Path, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise FormatError(f'{path}: "ensemble" must be an object of ensemble_detections '
+        raise FormatError(f'{path}: "ensemble" must be an object of NMSSettings '
                           'keyword arguments')
     unknown = sorted(set(value) - set(ENSEMBLE_OPTIONS))
     if unknown:

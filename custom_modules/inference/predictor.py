@@ -32,7 +32,7 @@ from mmengine.runner.checkpoint import load_state_dict
 from custom_modules.engine import adapt_to_device, use_tta
 from custom_modules.engine.testing import without_transform
 from custom_modules.formats import FormatError, encode_mask
-from custom_modules.postprocess import ensemble_detections, fuse_image
+from custom_modules.postprocess import NMSSettings, ensemble_detections, fuse_image
 from custom_modules.vision.selection import innermost_dataset, is_semantic
 
 from .bag import Bag, BagModel, read_bag
@@ -96,7 +96,8 @@ def combine(bag: Bag, predictions: ModelPredictions) -> list[dict]:
         i = [m.name for m in bag.instance_models].index(bag.fusion.into)
         instances[i] = fuse_image(instances[i], predictions.semantic, bag.fusion.score_thr,
                                   bag.fusion.rule)
-    return ensemble_detections(instances, bag.weights, progress=False, **bag.ensemble)
+    return ensemble_detections(instances, bag.weights, NMSSettings(**bag.ensemble),
+                               progress=False)
 
 
 def default_device() -> str:

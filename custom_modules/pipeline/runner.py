@@ -1,12 +1,17 @@
-"""Run pipeline stages as the project's own command-line tools, resumably.
+"""Run pipeline steps as the project's own command-line tools, resumably and knowingly.
 
-Each stage is one tool invocation whose outputs are known in advance: a stage whose
-outputs all exist is skipped, so rerunning the driver resumes where it stopped. The
-tool's full output goes to a log file; the console shows the stage, the dataset and
-MMEngine's iteration lines (with their ETA), so progress stays visible.
+A :class:`Step` names what one piece of work runs (its command line), what it reads (input
+files, and the steps whose outputs it uses) and what it writes. Its fingerprint hashes all of
+that, and a finished step leaves a record holding it: a rerun skips a step only when its
+record's fingerprint is today's and its outputs exist, so changing an argument (iterations,
+seed, a threshold, weights) or an input file redoes the step and, through their fingerprints,
+every step that depends on it. The tool's full output goes to a log file; the console shows
+the step and MMEngine's iteration lines (with their ETA), so progress stays visible.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -15,8 +20,12 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
+
+from custom_modules.formats import dump_json, load_json
 
 PROGRESS_LINE = re.compile(r'(Iter|Epoch)\((train|val|test)\)|Error|error:|eta:')
 
@@ -25,53 +34,135 @@ class StageFailed(RuntimeError):
     """A tool exited non-zero; the message names the stage and its log file."""
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, or ``missing`` (a step may create what it reads later)."""
+    if not path.is_file():
+        return 'missing'
+    with open(path, 'rb') as f:
+        return hashlib.file_digest(f, 'sha256').hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class Step:
+    """One tool run of the pipeline.
+
+    ``argv`` is the command (the interpreter excluded from the fingerprint, so a moved
+    virtual environment does not redo the work); ``inputs`` are files whose bytes decide the
+    result (configs, annotation files); ``after`` are the steps whose outputs this one reads,
+    whose fingerprints stand in for those outputs' contents.
+    """
+    stage: str
+    label: str
+    argv: tuple[str, ...]
+    outputs: tuple[Path, ...]
+    inputs: tuple[Path, ...] = ()
+    after: tuple[Step, ...] = field(default=())
+
+    @cached_property
+    def fingerprint(self) -> str:
+        argv = list(self.argv[1:] if self.argv[:1] == (sys.executable, ) else self.argv)
+        content = {
+            'argv': argv,
+            'inputs': {str(p): file_digest(p) for p in sorted(self.inputs)},
+            'after': sorted(step.fingerprint for step in self.after),
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        """File-system-safe name of the step (its log and record file names)."""
+        return re.sub(r'[^A-Za-z0-9_.-]+', '_', f'{self.stage}_{self.label}')
+
+
+def step(stage: str, label: str, argv: Sequence[object], outputs: Iterable[Path] = (),
+         inputs: Iterable[Path] = (), after: Iterable[Step | None] = ()) -> Step:
+    """A :class:`Step` from loose arguments (paths and numbers in ``argv`` become strings;
+    ``None`` in ``after`` is dropped)."""
+    return Step(stage, label, tuple(str(a) for a in argv), tuple(Path(p) for p in outputs),
+                tuple(Path(p) for p in inputs), tuple(s for s in after if s is not None))
+
+
 class StageRunner:
-    """Runs commands, records the time spent per stage, skips finished stages.
+    """Runs steps, records the time spent per stage, skips steps already done as asked.
 
     Safe to call from several threads (the driver's parallel jobs): each call owns its
-    process and log file. Stage times add up the runs of a stage, so with parallel jobs
-    they can exceed the wall-clock time.
+    process, log and record files. Stage times add up the runs of a stage, so with parallel
+    jobs they can exceed the wall-clock time.
     """
 
-    def __init__(self, log_dir: Path):
-        self.log_dir = log_dir
+    def __init__(self, work_dir: Path):
+        self.log_dir = work_dir / 'logs'
+        self.record_dir = work_dir / 'records'
         self.timings: dict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
 
-    def run(self, stage: str, label: str, argv: Sequence[object], outputs: Sequence[Path] = (),
-            env: Mapping[str, str] | None = None) -> bool:
-        """Run ``argv`` unless every path in ``outputs`` exists.
+    def _record_path(self, step: Step, state: str) -> Path:
+        return self.record_dir / f'{step.name}.{state}.json'
 
-        Returns whether it ran. ``stage`` groups the timing; ``label`` names this step
-        in the console and in the log file name; ``env`` adds environment variables
-        (e.g. the device slot of a parallel job).
+    def _recorded(self, step: Step, state: str) -> str | None:
+        path = self._record_path(step, state)
+        return load_json(path).get('fingerprint') if path.is_file() else None
+
+    def is_done(self, step: Step) -> bool:
+        """Whether ``step`` finished with today's fingerprint and its outputs exist."""
+        return (self._recorded(step, 'done') == step.fingerprint
+                and all(p.exists() for p in step.outputs))
+
+    def was_started(self, step: Step) -> bool:
+        """Whether an unfinished run of ``step`` with today's fingerprint was interrupted
+        (its partial outputs, e.g. a checkpoint to resume from, belong to it)."""
+        return self._recorded(step, 'started') == step.fingerprint
+
+    def run(self, step: Step, extra_argv: Sequence[object] = (),
+            env: Mapping[str, str] | None = None, also_done: Sequence[Step] = ()) -> bool:
+        """Run ``step`` (with ``extra_argv``, which does not change its fingerprint, e.g.
+        ``--resume``) unless it is done; return whether it ran.
+
+        ``also_done`` are steps the same command completes (one process doing the work of
+        several, e.g. training then predicting): they are recorded with it. ``env`` adds
+        environment variables (e.g. the device slot of a parallel job).
         """
-        if outputs and all(Path(p).exists() for p in outputs):
-            print(f'[{stage}] {label}: done before, skipped')
+        steps = [step, *also_done]
+        if all(self.is_done(s) for s in steps):
+            print(f'[{step.stage}] {step.label}: done before, skipped')
             return False
-        log_path = self.log_dir / f'{_slug(f"{stage}_{label}")}.log'
+        if self._recorded(step, 'done') is not None:
+            print(f'[{step.stage}] {step.label}: its arguments or inputs changed, redoing')
+        for s in steps:
+            dump_json({'fingerprint': s.fingerprint, 'argv': list(s.argv)},
+                      self._record_path(s, 'started'), indent=1)
+        log_path = self.log_dir / f'{step.name}.log'
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        print(f'[{stage}] {label}: running (log: {log_path})', flush=True)
+        print(f'[{step.stage}] {step.label}: running (log: {log_path})', flush=True)
         start = time.monotonic()
         # progress lines as they happen; the shell launchers use this interpreter
         env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
         env.setdefault('PYTHON', sys.executable)
         with open(log_path, 'w', encoding='utf-8', buffering=1) as log:
-            proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
+            proc = subprocess.Popen([*step.argv, *map(str, extra_argv)], stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
             assert proc.stdout is not None
             for line in proc.stdout:
                 log.write(line)
                 if PROGRESS_LINE.search(line):
-                    print(f'    [{stage} {label}] {_short(line)}', flush=True)
+                    print(f'    [{step.stage} {step.label}] {_short(line)}', flush=True)
             code = proc.wait()
         elapsed = time.monotonic() - start
         with self._lock:
-            self.timings[stage] += elapsed
+            self.timings[step.stage] += elapsed
         if code != 0:
             tail = ''.join(log_path.read_text(encoding='utf-8').splitlines(True)[-15:])
-            raise StageFailed(f'{stage} {label} failed (exit {code}); see {log_path}:\n{tail}')
-        print(f'[{stage}] {label}: finished in {elapsed:.0f} s', flush=True)
+            raise StageFailed(f'{step.stage} {step.label} failed (exit {code}); see '
+                              f'{log_path}:\n{tail}')
+        missing = [p for s in steps for p in s.outputs if not p.exists()]
+        if missing:
+            raise StageFailed(f'{step.stage} {step.label} exited 0 but did not write '
+                              f'{missing[0]}; see {log_path}')
+        for s in steps:
+            dump_json({'fingerprint': s.fingerprint, 'argv': list(s.argv),
+                       'seconds': round(elapsed, 1)}, self._record_path(s, 'done'), indent=1)
+            self._record_path(s, 'started').unlink(missing_ok=True)
+        print(f'[{step.stage}] {step.label}: finished in {elapsed:.0f} s', flush=True)
         return True
 
     @contextmanager
@@ -88,10 +179,6 @@ class StageRunner:
 def python_tool(script: str, *args: object) -> list[object]:
     """The argv that runs one of the project's Python tools with this interpreter."""
     return [sys.executable, script, *args]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r'[^A-Za-z0-9_.-]+', '_', text)
 
 
 def _short(line: str) -> str:

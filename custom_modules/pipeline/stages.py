@@ -1,11 +1,16 @@
-"""The stages of the paper's pipeline, each a call of one of the project's tools.
+"""The stages of the paper's pipeline, each a :class:`~.runner.Step` run by one of the
+project's tools.
 
 Layout of a pipeline work dir::
 
-    models/<model>/<train split>/<Dataset>/   training runs (checkpoints, logs)
+    models/<model>/<train split>/<Dataset>/   training runs (checkpoint, logs, config)
     preds/<split>/<model or stage>/           <Dataset>.segm.json / .sem.json files
     metrics/<split>_<model or stage>.json     tools/evaluate.py outputs
-    submission.zip, ablation.{md,csv,png}, vis/, logs/, timings.json
+    records/, logs/                           what each step ran with, and its output
+    submission.zip, ablation.{md,csv,png}, models.md, vis/, bags/, report/, timings.json
+
+Every step knows its inputs (its command line, the files it reads, the steps before it),
+so a rerun redoes exactly the steps whose inputs changed and those after them.
 """
 from __future__ import annotations
 
@@ -13,19 +18,20 @@ import os
 import queue
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
-
+from typing import Callable, Iterable
 
 from custom_modules.formats import instance_results_path, semantic_results_path
+from custom_modules.postprocess.options import DEFAULTS, PostprocessSettings
 from custom_modules.vision import annotation_path
+from custom_modules.vision.registry import LEARNING_SPLITS, TRAIN_VAL
 
 from .plan import MODELS, ModelSpec, Preset
-from .runner import StageRunner, python_tool
+from .runner import StageRunner, Step, python_tool, step
 
-FINISHED_MARKER = 'finished'
+CONFIG_ROOT = Path('configs')
 
 
 @dataclass
@@ -42,6 +48,12 @@ class PipelineContext:
     jobs: int = 1
     seed: int = 0  # of every training run, so that a rerun gives the same models
     vis_backends: tuple[str, ...] = ()  # tools/train.py --vis-backend of every run
+    weights_args: tuple[str, ...] = ()  # tools/train.py --weights-dir / --from-scratch
+    train_args: tuple[str, ...] = ()  # more tools/train.py arguments of every run
+    postprocess: PostprocessSettings = field(default_factory=lambda: DEFAULTS)
+    stop_after: str | None = None  # 'train': train only; 'predict': no post-processing
+    # the steps whose outputs a later stage reads, by (split, model) and output name
+    predictions: dict[tuple[str, str], list[Step]] = field(default_factory=dict)
 
     @property
     def instance_models(self) -> list[ModelSpec]:
@@ -59,6 +71,15 @@ class PipelineContext:
 
     def run_dir(self, model: ModelSpec, train_split: str, dataset: str) -> Path:
         return self.work_dir / 'models' / model.name / train_split / dataset
+
+    def annotation_files(self, splits: Iterable[str]) -> list[Path]:
+        """The annotation files of ``splits`` of every dataset that exist."""
+        return [path for d in self.datasets for s in splits
+                if (path := annotation_path(self.data_root, d, s)).is_file()]
+
+    def steps_of(self, split: str, name: str) -> list[Step]:
+        """The steps that wrote ``preds/<split>/<name>`` (one per dataset)."""
+        return self.predictions.get((split, name), [])
 
 
 def slot_env(ctx: PipelineContext, slot: int) -> dict[str, str]:
@@ -100,169 +121,245 @@ def run_parallel(ctx: PipelineContext, tasks: list[Callable[[dict[str, str]], No
             future.result()
 
 
-def prepare_data(ctx: PipelineContext) -> None:
+def check_data(ctx: PipelineContext) -> Step:
     """Validate the data root: errors stop the pipeline, warnings are summarised in the
-    stage's log. Nothing is derived on disk (training reads train+val and makes the
+    step's log. Nothing is derived on disk (training reads train+val and makes the
     semantic masks as it loads samples), so the data root may be read-only."""
-    ctx.runner.run('data', 'check', python_tool('tools/dataset_converters/vision.py', 'check',
-                                                ctx.data_root, '--datasets', *ctx.datasets))
+    check = step('data', 'check', python_tool(
+        'tools/dataset_converters/vision.py', 'check', ctx.data_root, '--datasets',
+        *ctx.datasets), inputs=ctx.annotation_files(('train', 'val', 'inference', 'inference_gt')))
+    ctx.runner.run(check)
+    return check
 
 
-def train(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split: str,
-          env: dict[str, str]) -> Path:
-    """Train (or resume) one model on one dataset; return its final checkpoint."""
+def config_inputs(model: ModelSpec) -> list[Path]:
+    """The config files a model's runs read: its family's and the shared bases."""
+    return sorted([*(CONFIG_ROOT / model.family).glob('*.py'),
+                   *(CONFIG_ROOT / '_base_').rglob('*.py'), CONFIG_ROOT / 'weights.json'])
+
+
+def train_step(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split: str,
+               check: Step) -> Step:
+    """Training ``model`` on one dataset's ``train_split`` (``train`` is scored on val by
+    the pipeline itself, so it trains without validation)."""
     run_dir = ctx.run_dir(model, train_split, dataset)
-    finished = run_dir / FINISHED_MARKER
-    config = model.config(ctx.preset_name)
-    args: list[object] = ['--data-root', ctx.data_root, '--dataset', dataset, '--split',
+    argv: list[object] = ['--data-root', ctx.data_root, '--dataset', dataset, '--split',
                           train_split, '--work-dir', run_dir]
     iters = ctx.preset.train_iters(model)
     if iters is not None:
-        args += ['--max-iters', iters]
+        argv += ['--max-iters', iters]
     for backend in ctx.vis_backends:
-        args += ['--vis-backend', backend]
-    args += ['--cfg-options', f'randomness.seed={ctx.seed}', *ctx.preset.train_options(model)]
-    if train_split == 'train':  # scored on val by the pipeline itself
-        args.append('--no-validate')
-    if (run_dir / 'last_checkpoint').exists():
-        args.append('--resume')
-    command = (['bash', 'tools/dist_train.sh', config, ctx.gpus, *args] if ctx.gpus > 1
-               else python_tool('tools/train.py', config, *args))
-    if ctx.runner.run('train', f'{model.name} {dataset} ({train_split})', command,
-                      outputs=[finished], env=env):
-        finished.write_text('')
-    return Path((run_dir / 'last_checkpoint').read_text().strip())
+        argv += ['--vis-backend', backend]
+    if train_split == 'train':
+        argv.append('--no-validate')
+    argv += [*ctx.weights_args, *ctx.train_args]
+    argv += ['--cfg-options', f'randomness.seed={ctx.seed}', *ctx.preset.train_options(model)]
+    config = model.config(ctx.preset_name)
+    command = (['bash', 'tools/dist_train.sh', config, ctx.gpus, *argv] if ctx.gpus > 1
+               else python_tool('tools/train.py', config, *argv))
+    splits = LEARNING_SPLITS if train_split == TRAIN_VAL else (train_split, )
+    inputs = [*config_inputs(model),
+              *(annotation_path(ctx.data_root, dataset, s) for s in splits)]
+    return step('train', f'{model.name} {dataset} ({train_split})', command,
+                outputs=[run_dir / 'last_checkpoint'], inputs=inputs, after=[check])
 
 
-def predict(ctx: PipelineContext, model: ModelSpec, dataset: str, checkpoint: Path,
-            split: str, env: dict[str, str]) -> Path:
-    """Predict ``split`` (instance models with TTA) into ``preds/<split>/<model>``."""
+def predict_step(ctx: PipelineContext, model: ModelSpec, dataset: str, trained: Step,
+                 train_split: str, split: str) -> Step:
+    """Predicting ``split`` with the model of ``trained`` (instance models with TTA)."""
     out_dir = ctx.preds(split, model.name)
     output = (semantic_results_path(out_dir, dataset) if model.semantic
               else instance_results_path(out_dir, dataset))
-    command = python_tool('tools/test.py', model.config(ctx.preset_name), checkpoint,
-                          '--data-root', ctx.data_root, '--dataset', dataset, '--split', split,
-                          '--out-dir', out_dir, '--work-dir',
-                          ctx.run_dir(model, f'test_{split}', dataset))
+    config = model.config(ctx.preset_name)
+    run_dir = ctx.run_dir(model, train_split, dataset)
+    argv: list[object] = ['--data-root', ctx.data_root, '--dataset', dataset, '--predict',
+                          f'{split}={out_dir}', '--work-dir', run_dir / f'test_{split}']
     if not model.semantic:
-        command.append('--tta')
-    ctx.runner.run('predict', f'{model.name} {dataset} ({split})', command, outputs=[output],
-                   env=env)
-    return output
+        argv.append('--tta')
+    command = (['bash', 'tools/dist_test.sh', config, run_dir, ctx.gpus, *argv]
+               if ctx.gpus > 1 else python_tool('tools/test.py', config, run_dir, *argv))
+    predicted = step('predict', f'{model.name} {dataset} ({split})', command, outputs=[output],
+                     inputs=[annotation_path(ctx.data_root, dataset, split)], after=[trained])
+    ctx.predictions.setdefault((split, model.name), []).append(predicted)
+    return predicted
 
 
-def evaluate(ctx: PipelineContext, pred_dir: Path, split: str, name: str) -> Path:
-    """Score a prediction directory on a labelled split with tools/evaluate.py."""
-    out = ctx.metrics(split, name)
-    ctx.runner.run('evaluate', f'{name} on {split}',
-                   python_tool('tools/evaluate.py', '--data-root', ctx.data_root, '--split',
-                               split, '--pred-dir', pred_dir, '--datasets', *ctx.datasets,
-                               '--out', out, '--name', name),
-                   outputs=[out])
-    return out
+def train_and_predict_one(ctx: PipelineContext, trained: Step, predicted: list[Step],
+                          env: dict[str, str]) -> None:
+    """Bring one training run and the predictions of its model up to date, in as few
+    processes as possible: a run that must (re)train predicts in the same process right
+    after; a finished one predicts what is missing in one process."""
+    runner = ctx.runner
+    if not runner.is_done(trained):
+        run_dir = trained.outputs[0].parent
+        resume = runner.was_started(trained) and (run_dir / 'last_checkpoint').is_file()
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)  # an interrupted run with other settings
+        targets = [f'{s.argv[s.argv.index("--predict") + 1]}' for s in predicted]
+        extra: list[object] = ['--resume'] if resume else []
+        if predicted:
+            extra += ['--predict', *targets, *(['--tta'] if '--tta' in predicted[0].argv
+                                               else [])]
+        runner.run(trained, extra, env=env, also_done=predicted)
+        return
+    pending = [s for s in predicted if not runner.is_done(s)]
+    if not pending:
+        for s in predicted:
+            runner.run(s)  # prints that it is done
+        return
+    first, *others = pending
+    targets = [s.argv[s.argv.index('--predict') + 1] for s in others]
+    runner.run(first, ['--predict', *targets] if targets else [], env=env, also_done=others)
 
 
-def train_and_predict(ctx: PipelineContext, weights_from_val: bool) -> list[Path]:
-    """Train every model on every dataset and predict; return the val metrics files
-    that weight the ensemble (none without ``weights_from_val``).
+def train_and_predict(ctx: PipelineContext, check: Step, weights_from_val: bool) -> None:
+    """Train every model on every dataset and predict what the later stages read.
 
     Ensemble weights come from instance models trained on train only and scored on val
     (models that saw val would score it too well). The inference split is predicted by
     models trained on train+val, or, with ``separate_final_models`` off (the CPU demo),
-    by the same train-only models. Each (model, dataset) pair is one parallel job.
+    by the same train-only models; the semantic model then trains on train only too and
+    predicts val as well, so that fusion's threshold can be chosen on val. Each (model,
+    dataset) pair is one parallel job.
     """
-    reuse = weights_from_val and not ctx.preset.separate_final_models
+    reuse = not ctx.preset.separate_final_models
 
-    def instance_job(model: ModelSpec, dataset: str, env: dict[str, str]) -> None:
-        if weights_from_val:
-            checkpoint = train(ctx, model, dataset, 'train', env)
-            predict(ctx, model, dataset, checkpoint, 'val', env)
-        if not reuse:
-            checkpoint = train(ctx, model, dataset, 'train_val', env)
-        predict(ctx, model, dataset, checkpoint, 'inference', env)
+    def run(model: ModelSpec, dataset: str, train_split: str, splits: list[str],
+            env: dict[str, str]) -> None:
+        trained = train_step(ctx, model, dataset, train_split, check)
+        if ctx.stop_after == 'train':
+            splits = []
+        train_and_predict_one(ctx, trained, [
+            predict_step(ctx, model, dataset, trained, train_split, s) for s in splits], env)
 
-    def semantic_job(model: ModelSpec, dataset: str, env: dict[str, str]) -> None:
-        checkpoint = train(ctx, model, dataset, 'train_val', env)
-        predict(ctx, model, dataset, checkpoint, 'inference', env)
+    def job(model: ModelSpec, dataset: str, env: dict[str, str]) -> None:
+        val_weights = weights_from_val and not model.semantic
+        if reuse and (val_weights or model.semantic):
+            has_val = annotation_path(ctx.data_root, dataset, 'val').is_file()
+            run(model, dataset, 'train', ['val', 'inference'] if has_val else ['inference'],
+                env)
+            return
+        if val_weights:
+            run(model, dataset, 'train', ['val'], env)
+        run(model, dataset, TRAIN_VAL, ['inference'], env)
 
-    tasks = [partial(instance_job, m, d) for m in ctx.instance_models for d in ctx.datasets]
-    if ctx.semantic_model is not None:
-        tasks += [partial(semantic_job, ctx.semantic_model, d) for d in ctx.datasets]
-    run_parallel(ctx, tasks)
-    if not weights_from_val:
-        return []
-    return [evaluate(ctx, ctx.preds('val', m.name), 'val', m.name) for m in ctx.instance_models]
+    models = ctx.instance_models + ([ctx.semantic_model] if ctx.semantic_model else [])
+    run_parallel(ctx, [partial(job, m, d) for m in models for d in ctx.datasets])
 
 
-def _weight_args(weight_files: list[Path], num_inputs: int) -> list[object]:
-    return (['--weights-from', *weight_files] if weight_files
+def final_train_split(ctx: PipelineContext) -> str:
+    """The training split of the models that predict the inference split."""
+    return 'train' if not ctx.preset.separate_final_models else TRAIN_VAL
+
+
+def evaluate(ctx: PipelineContext, split: str, name: str, after: Iterable[Step],
+             truth: str | None = None) -> Step:
+    """Score ``preds/<split>/<name>`` with tools/evaluate.py against ``truth`` (default:
+    ``split`` itself; ``inference_gt`` for the inference split)."""
+    truth = truth or split
+    out = ctx.metrics(truth, name)
+    scored = step('evaluate', f'{name} on {truth}', python_tool(
+        'tools/evaluate.py', '--data-root', ctx.data_root, '--split', truth, '--pred-dir',
+        ctx.preds(split, name), '--datasets', *ctx.datasets, '--out', out, '--name', name),
+        outputs=[out], inputs=ctx.annotation_files([truth]), after=after)
+    ctx.runner.run(scored)
+    return scored
+
+
+def val_weights(ctx: PipelineContext) -> list[Step]:
+    """The val scores of every instance model (the ensemble weights)."""
+    return [evaluate(ctx, 'val', m.name, ctx.steps_of('val', m.name))
+            for m in ctx.instance_models]
+
+
+def _weight_args(weight_steps: list[Step], num_inputs: int) -> list[object]:
+    return (['--weights-from', *(s.outputs[0] for s in weight_steps)] if weight_steps
             else ['--weights', *[1] * num_inputs])
 
 
-def fuse_and_ensemble(ctx: PipelineContext, weight_files: list[Path]) -> Path:
-    """Semantic fusion into the first model, then the weighted mask-IoU NMS ensemble."""
+def fuse_and_ensemble(ctx: PipelineContext, weight_steps: list[Step],
+                      split: str = 'inference') -> Step:
+    """Semantic fusion into the first model, then the weighted mask-IoU ensemble, of
+    ``split``'s predictions; returns the ensemble's step."""
+    settings = ctx.postprocess
     first, *others = ctx.instance_models
-    inputs = [ctx.preds('inference', first.name)]
+    inputs, after = [ctx.preds(split, first.name)], list(ctx.steps_of(split, first.name))
     if ctx.semantic_model is not None:
-        fused = ctx.preds('inference', f'{first.name}_segm')
-        ctx.runner.run('fuse', 'semantic into instances',
-                       python_tool('tools/fuse_semantic.py', '--instances', inputs[0],
-                                   '--semantic', ctx.preds('inference', ctx.semantic_model.name),
-                                   '--out', fused, '--datasets', *ctx.datasets,
-                                   '--data-root', ctx.data_root, '--split', 'inference'),
-                       outputs=[instance_results_path(fused, d) for d in ctx.datasets])
-        inputs = [fused]
-    inputs += [ctx.preds('inference', m.name) for m in others]
-    out = ctx.preds('inference', 'ensemble')
-    ctx.runner.run('ensemble', 'weighted mask-IoU NMS',
-                   python_tool('tools/ensemble.py', '--inputs', *inputs, '--out', out,
-                               '--data-root', ctx.data_root, '--split', 'inference',
-                               '--datasets', *ctx.datasets,
-                               *_weight_args(weight_files, len(inputs))),
-                   outputs=[instance_results_path(out, d) for d in ctx.datasets])
-    return out
+        fused = ctx.preds(split, f'{first.name}_segm')
+        fusion = step('fuse', f'semantic into instances ({split})', python_tool(
+            'tools/fuse_semantic.py', '--instances', inputs[0], '--semantic',
+            ctx.preds(split, ctx.semantic_model.name), '--out', fused, '--datasets',
+            *ctx.datasets, '--data-root', ctx.data_root, '--split', split,
+            *settings.fusion_flags()),
+            outputs=[instance_results_path(fused, d) for d in ctx.datasets],
+            after=[*after, *ctx.steps_of(split, ctx.semantic_model.name)])
+        ctx.runner.run(fusion)
+        inputs, after = [fused], [fusion]
+    for model in others:
+        inputs.append(ctx.preds(split, model.name))
+        after += ctx.steps_of(split, model.name)
+    out = ctx.preds(split, 'ensemble')
+    ensemble = step('ensemble', f'weighted mask-IoU NMS ({split})', python_tool(
+        'tools/ensemble.py', '--inputs', *inputs, '--out', out, '--data-root', ctx.data_root,
+        '--split', split, '--datasets', *ctx.datasets, *settings.ensemble_flags(),
+        *_weight_args(weight_steps, len(inputs))),
+        outputs=[instance_results_path(out, d) for d in ctx.datasets],
+        after=[*after, *weight_steps])
+    ctx.runner.run(ensemble)
+    ctx.predictions[(split, 'ensemble')] = [ensemble]
+    return ensemble
 
 
-def write_submission(ctx: PipelineContext, pred_dir: Path) -> Path:
+def write_submission(ctx: PipelineContext, final: Step) -> Path:
     """Validate the final predictions against the inference split and zip them."""
     out = ctx.work_dir / 'submission.zip'
-    ctx.runner.run('submission', 'validate and zip',
-                   python_tool('tools/make_submission.py', '--pred-dir', pred_dir,
-                               '--data-root', ctx.data_root, '--split', 'inference',
-                               '--datasets', *ctx.datasets, '--out', out),
-                   outputs=[out])
+    ctx.runner.run(step('submission', 'validate and zip', python_tool(
+        'tools/make_submission.py', '--pred-dir', ctx.preds('inference', 'ensemble'),
+        '--data-root', ctx.data_root, '--split', 'inference', '--datasets', *ctx.datasets,
+        '--out', out), outputs=[out], inputs=ctx.annotation_files(['inference']),
+        after=[final]))
     return out
 
 
-def write_ablation(ctx: PipelineContext, weight_files: list[Path]) -> Path | None:
+def has_hidden_truth(ctx: PipelineContext) -> bool:
+    """Whether every dataset has the inference split's ground truth (synthetic data)."""
+    return all(annotation_path(ctx.data_root, d, 'inference_gt').is_file()
+               for d in ctx.datasets)
+
+
+def write_ablation(ctx: PipelineContext, weight_steps: list[Step]) -> Path | None:
     """The paper's Table 3, scored on the hidden inference ground truth when it exists."""
-    if not all(annotation_path(ctx.data_root, d, 'inference_gt').is_file()
-               for d in ctx.datasets):
+    if not has_hidden_truth(ctx):
         print('[ablation] no inference_gt split (real data): skipped')
         return None
     if ctx.semantic_model is None or len(ctx.instance_models) != 3:
         print('[ablation] needs the three instance models and the semantic model: skipped')
         return None
+    settings = ctx.postprocess
     out_dir = ctx.work_dir / 'ablation'
-    ctx.runner.run('ablation', 'Table 3 on inference_gt',
-                   python_tool('tools/ablation.py', '--models',
-                               *[ctx.preds('inference', m.name) for m in ctx.instance_models],
-                               '--semantic', ctx.preds('inference', ctx.semantic_model.name),
-                               '--data-root', ctx.data_root, '--split', 'inference_gt',
-                               '--out-dir', out_dir, '--datasets', *ctx.datasets,
-                               *_weight_args(weight_files, 3)),
-                   outputs=[out_dir / 'table3.md'])
+    models = [ctx.preds('inference', m.name) for m in ctx.instance_models]
+    after = [s for m in [*ctx.instance_models, ctx.semantic_model]
+             for s in ctx.steps_of('inference', m.name)]
+    ctx.runner.run(step('ablation', 'Table 3 on inference_gt', python_tool(
+        'tools/ablation.py', '--models', *models, '--semantic',
+        ctx.preds('inference', ctx.semantic_model.name), '--data-root', ctx.data_root,
+        '--split', 'inference_gt', '--out-dir', out_dir, '--datasets', *ctx.datasets,
+        '--score-thr', settings.fusion_thr, '--fusion-rule', settings.fusion_rule,
+        *settings.ensemble_flags(), *_weight_args(weight_steps, 3)),
+        outputs=[out_dir / f'table3.{s}' for s in ('md', 'csv', 'png', 'json')],
+        inputs=ctx.annotation_files(['inference_gt']), after=[*after, *weight_steps]))
     for suffix in ('md', 'csv', 'png'):
         shutil.copyfile(out_dir / f'table3.{suffix}', ctx.work_dir / f'ablation.{suffix}')
     return ctx.work_dir / 'ablation.md'
 
 
-def write_overlays(ctx: PipelineContext, pred_dir: Path, split: str) -> Path:
+def write_overlays(ctx: PipelineContext, final: Step) -> Path:
     """A few images per dataset with ground truth and predictions drawn side by side."""
+    split = 'inference_gt' if has_hidden_truth(ctx) else 'inference'
     out_dir = ctx.work_dir / 'vis'
-    ctx.runner.run('vis', 'prediction overlays',
-                   python_tool('tools/analysis_tools/visualize_results.py', '--data-root',
-                               ctx.data_root, '--split', split, '--pred-dir', pred_dir,
-                               '--out-dir', out_dir, '--datasets', *ctx.datasets),
-                   outputs=[out_dir / d for d in ctx.datasets])
+    ctx.runner.run(step('vis', 'prediction overlays', python_tool(
+        'tools/analysis_tools/visualize_results.py', '--data-root', ctx.data_root, '--split',
+        split, '--pred-dir', ctx.preds('inference', 'ensemble'), '--out-dir', out_dir,
+        '--datasets', *ctx.datasets), outputs=[out_dir / d for d in ctx.datasets],
+        after=[final]))
     return out_dir

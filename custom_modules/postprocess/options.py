@@ -1,29 +1,69 @@
-"""The ensemble's command-line options, shared by tools/ensemble.py and tools/ablation.py so
-that both run the same rule from the same flags."""
+"""The post-processing settings and their command-line flags: one home for the defaults
+that tools/fuse_semantic.py, tools/ensemble.py, tools/ablation.py, the pipeline driver and
+the model bags share, so that all of them run the same fusion and ensemble."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 
+from .fusion import FUSION_RULES
 from .nms import SOFT_NMS_MIN_SCORE, SUPPRESSION_RULES, NMSSettings
 from .weights import WEIGHT_FLOOR, WEIGHT_MAPPINGS
 
 
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """Semantic fusion (threshold tau1 and rule) and the ensemble (weight mapping and the
+    suppression of the pooled detections)."""
+    fusion_thr: float = 0.5
+    fusion_rule: str = 'box'
+    weight_mapping: str = 'ratio'
+    nms: NMSSettings = field(default_factory=NMSSettings)
+
+    def fusion_flags(self) -> list[str]:
+        """The flags of tools/fuse_semantic.py for these settings."""
+        return ['--score-thr', str(self.fusion_thr), '--rule', self.fusion_rule]
+
+    def ensemble_flags(self) -> list[str]:
+        """The flags of :func:`add_ensemble_arguments` for these settings."""
+        nms = self.nms
+        flags = ['--suppress', nms.suppress, '--iou-thr', str(nms.iou_thr), '--max-per-img',
+                 str(nms.max_per_img or 0), '--max-per-category', str(nms.max_per_category or 0),
+                 '--weight-mapping', self.weight_mapping]
+        return flags + (['--class-agnostic'] if nms.class_agnostic else [])
+
+
+DEFAULTS = PostprocessSettings()
+
+
+def add_fusion_arguments(parser: argparse.ArgumentParser, thr_flag: str = '--score-thr',
+                         rule_flag: str = '--rule') -> None:
+    """The fusion threshold and rule."""
+    parser.add_argument(thr_flag, type=float, default=DEFAULTS.fusion_thr,
+                        help='fuse only instances scored above this (tau1)')
+    parser.add_argument(rule_flag, choices=FUSION_RULES, default=DEFAULTS.fusion_rule,
+                        help='box: add all semantic pixels in the box; connected: add only '
+                             'the semantic regions touching the instance mask')
+
+
 def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
     """Suppression rule, IoU threshold, caps and weight mapping."""
-    parser.add_argument('--suppress', choices=SUPPRESSION_RULES, default='all',
+    nms = DEFAULTS.nms
+    parser.add_argument('--suppress', choices=SUPPRESSION_RULES, default=nms.suppress,
                         help='all: greedy mask-IoU NMS over the pool; cross-model: only a '
                              'kept detection of another model suppresses; soft: linear '
                              f'mask-IoU Soft-NMS (min score {SOFT_NMS_MIN_SCORE:g}); none')
-    parser.add_argument('--iou-thr', type=float, default=0.5,
+    parser.add_argument('--iou-thr', type=float, default=nms.iou_thr,
                         help='mask IoU above which a detection is suppressed (soft: decayed)')
-    parser.add_argument('--max-per-img', type=int, default=100,
+    parser.add_argument('--max-per-img', type=int, default=nms.max_per_img or 0,
                         help='detections kept per image (0: no cap)')
-    parser.add_argument('--max-per-category', type=int, default=0,
+    parser.add_argument('--max-per-category', type=int, default=nms.max_per_category or 0,
                         help='detections kept per image and category, as COCO counts them '
                              '(0: no cap)')
-    parser.add_argument('--class-agnostic', action='store_true',
+    parser.add_argument('--class-agnostic', action='store_true', default=nms.class_agnostic,
                         help='suppress across categories too')
-    parser.add_argument('--weight-mapping', choices=WEIGHT_MAPPINGS, default='ratio',
+    parser.add_argument('--weight-mapping', choices=WEIGHT_MAPPINGS,
+                        default=DEFAULTS.weight_mapping,
                         help='--weights-from mAPs to weights: ratio = mAP / max mAP; linear = '
                              f'onto [{WEIGHT_FLOOR}, 1]; rank = evenly by rank onto '
                              f'[{WEIGHT_FLOOR}, 1]; equal = all 1')
