@@ -22,10 +22,21 @@ COMPARE = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(COMPARE)
 
 
+def _two_scale_config(tmp_path) -> str:
+    """The tiny Cascade R-CNN with two TTA scales instead of seven (test time)."""
+    config = tmp_path / 'cascade_r50_two_scales.py'
+    config.write_text(
+        f"_base_ = {config_path('cascade_r50_tiny')!r}\n"
+        "scales = [[dict(type='Resize', scale=(s, s), keep_ratio=True) for s in (128, 192)]]\n"
+        "tta_pipeline = [dict(t, transforms=scales + t['transforms'][1:])\n"
+        "                if t['type'] == 'TestTimeAug' else t for t in _base_.tta_pipeline]\n")
+    return str(config)
+
+
 def test_compare_tta_reports_metrics_and_score_distribution(tmp_path, capsys):
     root = tmp_path / 'data'
     dataset = make_data_root(root)
-    config = config_path('cascade_r50_tiny')
+    config = _two_scale_config(tmp_path)
     cfg = load_config(config, None, str(root), dataset, test_split='val')
     adapt_to_device(cfg)
     init_default_scope('mmdet')
