@@ -117,9 +117,9 @@ def main() -> None:
         modes = list(rows[0][1])
         print(f'{args.dataset}/{args.split}, {len(images)} images: CPU seconds per image '
               f'(best of {args.repeat})')
-        print(f'{"model":<24}' + ''.join(f'{m:>12}' for m in modes))
+        print(f'{"model":<24}' + ''.join(f'{m:>16}' for m in modes))
         for name, times in rows:
-            print(f'{name:<24}' + ''.join(f'{times[m]:>12.3f}' for m in modes))
+            print(f'{name:<24}' + ''.join(f'{times[m]:>16.3f}' for m in modes))
 
 
 if __name__ == '__main__':

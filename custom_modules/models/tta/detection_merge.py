@@ -69,8 +69,8 @@ class DetectionMergeTTAModel(MaskTTAModel):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.tta_cfg.group_score not in GROUP_SCORES:
-            raise ValueError(f'tta_cfg.group_score must be one of {GROUP_SCORES}, '
-                             f'got {self.tta_cfg.group_score!r}')
+            raise ValueError(f'{type(self).__name__}: tta_cfg.group_score must be one of '
+                             f'{GROUP_SCORES}, got {self.tta_cfg.group_score!r}')
 
     def predict_views(self, views: list[View]) -> list[DetDataSample]:
         per_view = [self._predict_view(view) for view in views]
