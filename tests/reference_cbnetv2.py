@@ -224,3 +224,18 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
             else:
                 param.copy_(0.1 * noise)
     return model
+
+
+def cbnetv2_frozen_parameters(model: ReferenceCBSwin, frozen_stages: int) -> set[str]:
+    """Names (CBNetV2's layout) of the parameters CBNetV2's ``frozen_stages`` freezes, in
+    each branch: the patch embedding from 0 on (the absolute position embedding from 1,
+    which this reference, like the authors' Swin-B, does not have), and ``layers[0 ..
+    frozen_stages - 2]`` from 2 on. The stages' output norms ``normS`` stay trainable."""
+    frozen = set()
+    for b, branch in enumerate(model.cb_modules):
+        prefixes = ['patch_embed.'] if frozen_stages >= 0 and hasattr(branch, 'patch_embed') \
+            else []
+        prefixes += [f'layers.{i}.' for i in range(frozen_stages - 1)]
+        frozen |= {f'cb_modules.{b}.{name}' for name, _ in branch.named_parameters()
+                   if name.startswith(tuple(prefixes))}
+    return frozen

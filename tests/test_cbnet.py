@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 from mmdet.models.necks import FPN
 from mmengine.runner import load_checkpoint
-from reference_cbnetv2 import ReferenceCBSwin, randomize_
+from reference_cbnetv2 import ReferenceCBSwin, cbnetv2_frozen_parameters, randomize_
 
 from custom_modules.formats import FormatError
 from custom_modules.models.backbones import CBSwinTransformer
@@ -156,9 +156,11 @@ def test_frozen_stages_stay_frozen_in_train_mode():
     model.train()
     frozen = [model.assist.patch_embed, model.assist.drop_after_pos]
     for branch in (model.assist, model.lead):
-        frozen += [branch.stages[0], branch.norm0]
+        frozen.append(branch.stages[0])
         assert all(p.requires_grad for p in branch.stages[1].parameters())
-        assert branch.stages[1].training and branch.norm1.training
+        assert branch.stages[1].training
+        # CBNetV2 leaves the output norms trainable, the first stage's included.
+        assert branch.norm0.training and all(p.requires_grad for p in branch.norm0.parameters())
     for module in frozen:
         assert not module.training
         assert not any(p.requires_grad for p in module.parameters())
@@ -170,6 +172,25 @@ def test_frozen_stages_stay_frozen_in_train_mode():
     x, hw_shape = first[0], (8, 8)
     second = [model.lead.stages[1](x, hw_shape)[0] for _ in range(2)]
     assert not torch.equal(second[0], second[1])
+
+
+@pytest.mark.parametrize('frozen_stages', [0, 1, 2])
+def test_frozen_parameters_are_cbnetv2s(reference, frozen_stages):
+    """CBNetV2's ``frozen_stages = k + 1`` freezes exactly the parameters ``k`` freezes
+    here: the reference's frozen set, carried through the checkpoint converter as ones
+    (zeros elsewhere), marks the parameters that must have no gradient."""
+    frozen = cbnetv2_frozen_parameters(reference, frozen_stages + 1)
+    marked = OrderedDict(('backbone.' + name, torch.full_like(p, float(name in frozen)))
+                         for name, p in reference.named_parameters())
+    converted = cbnetv2_to_mmdet3(marked)
+    model = tiny_backbone(frozen_stages=frozen_stages).train()
+    names = dict(model.named_parameters())
+    assert {f'backbone.{n}' for n in names} == set(converted)
+    for name, param in names.items():
+        mark = converted[f'backbone.{name}']
+        assert mark.eq(mark.flatten()[0]).all(), name  # the converter only moves values
+        assert param.requires_grad == (mark.flatten()[0] == 0), name
+    assert 0 < len(frozen) < len(marked)
 
 
 def test_composite_convs_start_at_zero():

@@ -2,7 +2,7 @@
 # data pipeline, schedule, Soft-NMS and TTA of HTC-CBSwinB; 4conv1fc GIoU box heads as
 # in MMDetection's ConvNeXt Cascade Mask R-CNN.
 _base_ = [
-    'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
+    '../_base_/models/cascade-mask-rcnn_r50_fpn.py',
     '../_base_/datasets/vision_instance.py',
     '../_base_/schedules/adamw_10e.py',
     '../_base_/models/vision_rcnn.py',

@@ -1,7 +1,7 @@
 # Cascade Mask R-CNN, ResNet-50 + FPN (model-2 of the paper's ensemble): the same
 # data pipeline, schedule, Soft-NMS and TTA as HTC-CBSwinB.
 _base_ = [
-    'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
+    '../_base_/models/cascade-mask-rcnn_r50_fpn.py',
     '../_base_/datasets/vision_instance.py',
     '../_base_/schedules/adamw_10e.py',
     '../_base_/models/vision_rcnn.py',

@@ -43,16 +43,17 @@ tta_pipeline = [
                               'scale_factor', 'flip', 'flip_direction'))],
          ]),
 ]
-# Instance-mask TTA (custom_modules/models/tta): views matched across scales, masks
-# averaged at RoI level; merge_level='proposal' is MMDetection 2's HTC aug_test. Used by
-# tools/test.py --tta, which wraps the model as dict(**tta_model, module=model).
+# Instance-mask TTA (custom_modules/models/tta), used by tools/test.py --tta, which wraps
+# the model as dict(**tta_model, module=model): views matched across scales, masks averaged
+# at RoI level. MMDetection 2's HTC aug_test, as the authors ran it, is
+#   tta_model = dict(_delete_=True, type='ProposalMergeTTAModel')
 tta_model = dict(
-    type='InstanceMaskTTAModel',
+    type='DetectionMergeTTAModel',
     tta_cfg=dict(
-        merge_level='detection',
         match_iou_thr=0.5,
-        nms=dict(type='soft_nms', iou_threshold=0.5, min_score=1e-4, method='linear'),
-        score_thr=0.001,
+        # 'all_views': a match group's score is its scores' sum over the number of views;
+        # 'found_views': their mean (the single model's score scale)
+        group_score='all_views',
         max_per_img=100,
         mask_thr_binary=0.5))
 

@@ -31,9 +31,11 @@ class CBSwinTransformer(BaseModule):
     Args:
         embed_dims, depths, out_indices, convert_weights, **kwargs: as
             :class:`mmdet.models.backbones.SwinTransformer`, for both branches.
-        frozen_stages: as in MMDetection's Swin, for both branches: ``0`` freezes the
-            patch embedding, ``k >= 1`` also stages ``1..k`` and their output norms
-            (CBNetV2 counts one higher: its ``frozen_stages=2`` is ``1`` here).
+        frozen_stages: as CBNetV2 freezes, counted as in MMDetection's Swin: ``0``
+            freezes the patch embedding (and the absolute position embedding), ``k >= 1``
+            also stages ``1..k`` of both branches. CBNetV2 counts one higher (its
+            ``frozen_stages=2`` is ``1`` here) and, unlike MMDetection's Swin, leaves the
+            stages' output norms trainable: they feed the neck and the composition.
         cb_zero_init: zero the 1x1 composite convs, so the lead initially sees only
             the assisting branch's same-level features.
         with_cp: gradient checkpointing of every Swin block of both branches in
@@ -145,10 +147,11 @@ class CBSwinTransformer(BaseModule):
     def _frozen_modules(self) -> list[nn.Module]:
         if self.frozen_stages < 0:
             return []
-        modules = [self.assist.patch_embed, self.assist.drop_after_pos]
+        modules = [self.assist.patch_embed]
+        if self.frozen_stages >= 1:  # the embedding's dropout with the first stage
+            modules.append(self.assist.drop_after_pos)
         for branch in (self.assist, self.lead):
-            for i in range(self.frozen_stages):
-                modules += [branch.stages[i], getattr(branch, f'norm{i}')]
+            modules += branch.stages[:self.frozen_stages]
         return modules
 
     def _freeze_stages(self) -> None:
