@@ -46,12 +46,13 @@ from PIL import Image
 from custom_modules.engine import set_amp, use_tta
 from custom_modules.engine.building import build_model, load_model_config
 from custom_modules.formats import atomic_output
+from custom_modules.models.tta.merges import tta_model_for
 
 REPO = Path(__file__).resolve().parents[2]
 HTC = 'configs/htc_cbswinb/htc_cbswinb.py'
 HTC_TINY = 'configs/htc_cbswinb/htc_cbswinb_tiny.py'
 NUM_CLASSES = 4
-MERGES = ('detection', 'proposal')  # tta_model.tta_cfg.merge_level
+MERGES = ('detection', 'proposal')  # custom_modules/models/tta/merges.py
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ def check_tta(scale: Scale, device: torch.device) -> list[dict]:
         Image.fromarray(synthetic_image(scale.tta_size, rng)[0]).save(path)
         for merge in MERGES:
             cfg = _detector_config(scale.config, device)
-            cfg.tta_model.tta_cfg.merge_level = merge
+            cfg.tta_model = tta_model_for(merge, cfg.tta_model)
             use_tta(cfg)
             model = _seeded_model(cfg, device).eval()
             if weights is None:
