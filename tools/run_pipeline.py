@@ -28,7 +28,8 @@ from custom_modules.evaluation import render_markdown
 from custom_modules.formats import FormatError, atomic_output, dump_json, load_json
 from custom_modules.pipeline import (MODELS, PRESETS, PipelineContext, StageFailed,
                                      StageRunner, check_data, evaluate, fuse_and_ensemble,
-                                     python_tool, step, train_and_predict, val_weights,
+                                     python_tool, spec_for_config, step, train_and_predict,
+                                     val_weights,
                                      write_ablation, write_overlays, write_submission)
 from custom_modules.pipeline.bags import write_bags
 from custom_modules.postprocess.options import (PostprocessSettings, add_ensemble_arguments,
@@ -46,8 +47,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Postp
                         help='tiny: tiny configs, short training (CPU demo); full: the '
                         'paper\'s configs and schedules (GPU)')
     parser.add_argument('--datasets', nargs='+', help='default: every dataset of the root')
-    parser.add_argument('--models', nargs='+', choices=list(MODELS), default=list(MODELS),
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument('--models', nargs='+', choices=list(MODELS), default=list(MODELS),
                         help='in ensemble order; the first instance model gets the fusion')
+    models.add_argument('--model-config', metavar='CONFIG',
+                        help='one model and its preset, by config (scripts/train_all.sh)')
     parser.add_argument('--gpus', type=int, default=1,
                         help='GPUs per training and prediction run')
     parser.add_argument('--jobs', type=int, default=1,
@@ -77,6 +81,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Postp
     add_fusion_arguments(parser, thr_flag='--fusion-thr', rule_flag='--fusion-rule')
     add_ensemble_arguments(parser)
     args = parser.parse_args(argv)
+    if args.model_config is not None:
+        try:
+            spec, args.preset = spec_for_config(args.model_config)
+        except ValueError as err:
+            parser.error(str(err))
+        args.models = [spec.name]
+    # absolute, so that the records name the same files whatever the working directory
+    args.data_root, args.work_dir = args.data_root.absolute(), args.work_dir.absolute()
     settings = PostprocessSettings(args.fusion_thr, args.fusion_rule, args.weight_mapping,
                                    nms_settings(parser, args))
     return args, settings

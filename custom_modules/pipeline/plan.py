@@ -6,6 +6,7 @@ paper's setting (full configs, their own schedules, 7-scale TTA) for GPU machine
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,14 @@ PRESETS: dict[str, Preset] = {
     'full': Preset(instance_iters=None, semantic_iters=None, synthetic_preset='full',
                    separate_final_models=True),
 }
+
+
+def spec_for_config(config: str | Path) -> tuple[ModelSpec, str]:
+    """The model and preset whose config is ``config`` (e.g. ``configs/cascade_r50/
+    cascade_r50_tiny.py`` is ``r50`` in the ``tiny`` preset); ``ValueError`` if none."""
+    for spec in MODELS.values():
+        for preset in PRESETS:
+            if Path(spec.config(preset)) == Path(config):
+                return spec, preset
+    raise ValueError(f'{config}: not the config of a pipeline model '
+                     f'({", ".join(s.config("tiny") for s in MODELS.values())}, ...)')

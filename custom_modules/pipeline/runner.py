@@ -27,6 +27,8 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 from custom_modules.formats import dump_json, load_json
 
+# The tools' command lines name the project's files relative to the repository root.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PROGRESS_LINE = re.compile(r'(Iter|Epoch)\((train|val|test)\)|Error|error:|eta:')
 
 
@@ -63,7 +65,7 @@ class Step:
         argv = list(self.argv[1:] if self.argv[:1] == (sys.executable, ) else self.argv)
         content = {
             'argv': argv,
-            'inputs': {str(p): file_digest(p) for p in sorted(self.inputs)},
+            'inputs': {_portable(p): file_digest(p) for p in sorted(self.inputs)},
             'after': sorted(step.fingerprint for step in self.after),
         }
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
@@ -140,7 +142,8 @@ class StageRunner:
         env.setdefault('PYTHON', sys.executable)
         with open(log_path, 'w', encoding='utf-8', buffering=1) as log:
             proc = subprocess.Popen([*step.argv, *map(str, extra_argv)], stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
+                                    stderr=subprocess.STDOUT, text=True, bufsize=1, env=env,
+                                    cwd=REPO_ROOT)
             assert proc.stdout is not None
             for line in proc.stdout:
                 log.write(line)
@@ -174,6 +177,15 @@ class StageRunner:
         finally:
             with self._lock:
                 self.timings[stage] += time.monotonic() - start
+
+
+def _portable(path: Path) -> str:
+    """A path as the fingerprint holds it: the project's own files relative to the
+    repository, so that a moved checkout keeps its records."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def python_tool(script: str, *args: object) -> list[object]:

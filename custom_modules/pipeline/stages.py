@@ -29,9 +29,9 @@ from custom_modules.vision import annotation_path
 from custom_modules.vision.registry import LEARNING_SPLITS, TRAIN_VAL
 
 from .plan import MODELS, ModelSpec, Preset
-from .runner import StageRunner, Step, python_tool, step
+from .runner import REPO_ROOT, StageRunner, Step, python_tool, step
 
-CONFIG_ROOT = Path('configs')
+CONFIG_ROOT = REPO_ROOT / 'configs'
 
 
 @dataclass
