@@ -29,8 +29,8 @@ from custom_modules.formats import FormatError, atomic_output, dump_json, load_j
 from custom_modules.pipeline import (MODELS, PRESETS, PipelineContext, StageFailed,
                                      StageRunner, check_data, evaluate, fuse_and_ensemble,
                                      python_tool, spec_for_config, step, train_and_predict,
-                                     val_weights,
-                                     write_ablation, write_overlays, write_submission)
+                                     val_weights, write_ablation, write_overlays,
+                                     write_submission)
 from custom_modules.pipeline.bags import write_bags
 from custom_modules.postprocess.options import (PostprocessSettings, add_ensemble_arguments,
                                                 add_fusion_arguments, nms_settings)
