@@ -36,18 +36,37 @@ def data(tmp_path_factory) -> tuple[Path, str]:
     return root, make_data_root(root)
 
 
+# Splits that tools/train.py --predict predicts right after training, into
+# <work dir>/predicted/<split>: the tests below compare them with tools/test.py's
+# predictions from the saved checkpoint.
+PREDICTED_AFTER_TRAINING = {'cascade_r50_tiny': ('inference_gt', ),
+                            'mask2former_swinl_tiny': ('val', 'inference')}
+
+
+def _tta(model: str) -> list[str]:
+    cfg = Config.fromfile(config_path(model), import_custom_modules=False)
+    return ['--tta'] if cfg.get('tta_model') and cfg.get('tta_pipeline') else []
+
+
+def _predict_args(targets: dict[str, Path]) -> list[str]:
+    return ['--predict', *[f'{split}={out_dir}' for split, out_dir in targets.items()]]
+
+
 @pytest.fixture(scope='module')
 def trained(data, tmp_path_factory):
     """``trained(model)``: work dir of ``model`` trained 2 iterations by tools/train.py
-    (once per model in this module)."""
+    (once per model in this module), with the PREDICTED_AFTER_TRAINING splits."""
     root, dataset = data
     work_dirs = {}
 
     def train(model: str) -> Path:
         if model not in work_dirs:
             work_dir = tmp_path_factory.mktemp(model)
+            predict = {s: work_dir / 'predicted' / s
+                       for s in PREDICTED_AFTER_TRAINING.get(model, ())}
             TRAIN.main([config_path(model), '--data-root', str(root), '--dataset', dataset,
-                        '--work-dir', str(work_dir), '--max-iters', '2'])
+                        '--work-dir', str(work_dir), '--max-iters', '2',
+                        *(_predict_args(predict) if predict else [])])
             work_dirs[model] = work_dir
         return work_dirs[model]
 
@@ -55,10 +74,21 @@ def trained(data, tmp_path_factory):
 
 
 def _test(model: str, work_dir: Path, data, split: str, out_dir: Path, *extra: str) -> None:
+    _test_argv(model, work_dir, data, '--split', split, '--out-dir', str(out_dir), *extra)
+
+
+def _test_argv(model: str, work_dir: Path, data, *argv: str) -> None:
     root, dataset = data
     TEST.main([config_path(model), str(work_dir / 'iter_2.pth'), '--data-root', str(root),
-               '--dataset', dataset, '--split', split, '--out-dir', str(out_dir),
-               '--work-dir', str(work_dir), *extra])
+               '--dataset', dataset, '--work-dir', str(work_dir), *argv])
+
+
+def _assert_same_files(out_dir: Path, expected_dir: Path) -> None:
+    """The same results files, byte for byte."""
+    names = sorted(os.listdir(expected_dir))
+    assert sorted(os.listdir(out_dir)) == names and names
+    for name in names:
+        assert (out_dir / name).read_bytes() == (expected_dir / name).read_bytes(), name
 
 
 def _check_instance_results(out_dir: Path, dataset: str, ann_file: Path) -> list[dict]:
@@ -76,19 +106,36 @@ def test_tiny_detector_trains_and_predicts_with_tta(model, data, trained, tmp_pa
     root, dataset = data
     work_dir = trained(model)
     assert (work_dir / 'last_checkpoint').read_text().strip() == str(work_dir / 'iter_2.pth')
-    tta = ['--tta'] if Config.fromfile(config_path(model)).get('tta_model') else []
-    _test(model, work_dir, data, 'inference', tmp_path, *tta)
+    _test(model, work_dir, data, 'inference', tmp_path, *_tta(model))
     _check_instance_results(tmp_path, dataset, annotation_path(root, dataset, 'inference'))
 
 
 def test_tiny_semantic_model_trains_and_predicts(data, trained, tmp_path):
     root, dataset = data
-    _test('mask2former_swinl_tiny', trained('mask2former_swinl_tiny'), data, 'inference',
-          tmp_path)
+    work_dir = trained('mask2former_swinl_tiny')
+    _test('mask2former_swinl_tiny', work_dir, data, 'inference', tmp_path)
     ann_file = annotation_path(root, dataset, 'inference')
     masks = load_semantic_results(tmp_path / f'{dataset}.sem.json', SplitInfo(ann_file))
     assert set(masks) == {img['id'] for img in load_json(ann_file)['images']}
     assert os.listdir(tmp_path) == [f'{dataset}.sem.json']
+    _assert_same_files(tmp_path, work_dir / 'predicted' / 'inference')
+
+
+def test_several_splits_in_one_run_equal_separate_runs(data, trained, tmp_path, capsys):
+    # one model loaded once for both splits; tools/train.py --predict wrote them from
+    # the model in memory, test_semantic_metrics_on_labelled_split_match_direct_count and
+    # test_tiny_semantic_model_trains_and_predicts check one-split runs against those
+    model = 'mask2former_swinl_tiny'
+    work_dir = trained(model)
+    targets = {'val': tmp_path / 'val', 'inference': tmp_path / 'inference'}
+    _test_argv(model, work_dir, data, *_predict_args(targets))
+    for split, out_dir in targets.items():
+        _assert_same_files(out_dir, work_dir / 'predicted' / split)
+    printed = capsys.readouterr().out
+    wrote = [line.removeprefix('wrote ') for line in printed.splitlines()
+             if line.startswith('wrote ')]
+    assert wrote == [str(out_dir / f'{data[1]}.sem.json') for out_dir in targets.values()]
+    assert 'mIoU' in _printed_metrics(printed)  # of val, the split with masks
 
 
 def _printed_metrics(text: str) -> dict[str, float]:
@@ -100,7 +147,10 @@ def test_detector_metrics_on_labelled_split_match_pycocotools(data, trained, tmp
                                                               capsys):
     root, dataset = data
     # the hidden ground truth of the inference split: its images are in inference/
-    _test('cascade_r50_tiny', trained('cascade_r50_tiny'), data, 'inference_gt', tmp_path)
+    work_dir = trained('cascade_r50_tiny')
+    _test('cascade_r50_tiny', work_dir, data, 'inference_gt', tmp_path)
+    # the model in memory after training predicted what its checkpoint predicts
+    _assert_same_files(tmp_path, work_dir / 'predicted' / 'inference_gt')
     printed = _printed_metrics(capsys.readouterr().out)
     ann_file = annotation_path(root, dataset, 'inference_gt')
     _check_instance_results(tmp_path, dataset, ann_file)
@@ -119,7 +169,9 @@ def test_detector_metrics_on_labelled_split_match_pycocotools(data, trained, tmp
 def test_semantic_metrics_on_labelled_split_match_direct_count(data, trained, tmp_path,
                                                                capsys):
     root, dataset = data
-    _test('mask2former_swinl_tiny', trained('mask2former_swinl_tiny'), data, 'val', tmp_path)
+    work_dir = trained('mask2former_swinl_tiny')
+    _test('mask2former_swinl_tiny', work_dir, data, 'val', tmp_path)
+    _assert_same_files(tmp_path, work_dir / 'predicted' / 'val')
     printed = _printed_metrics(capsys.readouterr().out)
     ann_file = annotation_path(root, dataset, 'val')
     masks = load_semantic_results(tmp_path / f'{dataset}.sem.json', SplitInfo(ann_file))
@@ -244,6 +296,32 @@ def test_bad_dataset_or_data_root_or_checkpoint_is_a_one_line_error(data, tmp_pa
                                      *common])
     assert f"{tmp_path / 'x.pth'}: checkpoint not found" in message
     assert not (tmp_path / 'out').exists()
+
+
+def test_prediction_targets_are_checked_before_any_work(data, trained, tmp_path, capsys):
+    root, dataset = data
+    model = 'cascade_r50_tiny'
+    common = [config_path(model), '--data-root', str(root), '--dataset', dataset]
+    work_dir = tmp_path / 'work'
+    message = _one_line_error(TRAIN, [*common, '--work-dir', str(work_dir),
+                                      '--predict', f'nope={tmp_path / "out"}'])
+    assert "missing annotation file for split 'nope'" in message
+    assert not work_dir.exists()  # nothing trained
+    message = _one_line_error(TRAIN, [*common, '--work-dir', str(work_dir), '--predict',
+                                      f'val={tmp_path / "out"}', '--tta',
+                                      '--cfg-options', 'tta_pipeline=None'])
+    assert 'test-time augmentation needs "tta_model" and "tta_pipeline"' in message
+    assert not work_dir.exists()
+    checkpoint = str(trained(model) / 'iter_2.pth')
+    message = _one_line_error(TEST, [*common[:1], checkpoint, *common[1:], '--predict',
+                                     f'val={tmp_path / "out"}', f'inference={tmp_path / "out"}'])
+    assert 'each split needs its own output folder' in message
+    assert not (tmp_path / 'out').exists()
+    for argv, problem in ((['--predict', 'val'], "'val': expected SPLIT=OUT_DIR"),
+                          ([], 'give either --out-dir (with --split) or --predict')):
+        with pytest.raises(SystemExit) as exit_info:
+            TEST.main([*common[:1], checkpoint, *common[1:], *argv])
+        assert exit_info.value.code == 2 and problem in capsys.readouterr().err
 
 
 def test_batch_scripts_reject_unknown_model_and_missing_data_root(tmp_path):

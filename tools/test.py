@@ -1,13 +1,15 @@
-"""Predict one split of one dataset with a trained model and write its results files.
+"""Predict splits of one dataset with a trained model and write their results files.
 
     python tools/test.py CONFIG CHECKPOINT --data-root ROOT --dataset NAME
-        --out-dir DIR [--split inference] [--tta] [--work-dir DIR]
-        [--cfg-options k=v ...] [--launcher pytorch]
+        (--out-dir DIR [--split inference] | --predict SPLIT=DIR ...) [--tta]
+        [--work-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
 
 Detectors write DIR/<Dataset>.segm.json and DIR/<Dataset>.bbox.json (COCO results with
 the annotation file's category ids), the semantic model DIR/<Dataset>.sem.json (one
-binary defect mask per image). Each file is checked against the split before it
+binary defect mask per image). CHECKPOINT may be a training run's work dir: its last
+checkpoint is used. Each file is checked against the split before it
 replaces an earlier one. On a labelled split the metrics are printed as well.
+``--predict`` predicts several splits with the model loaded once, each into its DIR.
 """
 from __future__ import annotations
 
@@ -15,46 +17,50 @@ import argparse
 import sys
 from pathlib import Path
 
-from mmengine.dist import is_main_process
-from mmengine.runner import Runner
+from mmengine.runner import Runner, find_latest_checkpoint
 
-from custom_modules.engine import (adapt_to_device, add_common_arguments, configure_test,
-                                   leave_process_group, prepare_config, publish_results,
-                                   use_tta)
+from custom_modules.engine import (PredictTarget, SplitPredictor, adapt_to_device,
+                                   add_common_arguments, add_prediction_arguments,
+                                   leave_process_group, prepare_config)
 from custom_modules.formats import FormatError
-from custom_modules.vision import annotation_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add_common_arguments(parser)
-    parser.add_argument('checkpoint', help='trained model (.pth)')
+    parser.add_argument('checkpoint',
+                        help="trained model (.pth), or a training run's work dir (its last "
+                        'checkpoint)')
     parser.add_argument('--split', default='inference', help='split to predict')
-    parser.add_argument('--out-dir', required=True, help='folder of the results files')
-    parser.add_argument('--tta', action='store_true',
-                        help="test-time augmentation (the config's tta_model, tta_pipeline)")
-    return parser.parse_args(argv)
+    parser.add_argument('--out-dir', help='folder of the results files of --split')
+    add_prediction_arguments(parser)
+    args = parser.parse_args(argv)
+    if (args.out_dir is None) == (not args.predict):
+        parser.error('give either --out-dir (with --split) or --predict')
+    args.predict = args.predict or [PredictTarget(args.split, Path(args.out_dir))]
+    return args
+
+
+def resolve_checkpoint(path: str) -> Path:
+    """``path`` itself, or the last checkpoint of the run dir ``path`` (MMEngine's
+    ``last_checkpoint`` file)."""
+    if Path(path).is_dir():
+        latest = find_latest_checkpoint(path)
+        if latest is None or not Path(latest).is_file():
+            raise FormatError(f'{path}: run dir without a checkpoint')
+        return Path(latest)
+    if not Path(path).is_file():
+        raise FormatError(f'{path}: checkpoint not found')
+    return Path(path)
 
 
 def test(args: argparse.Namespace) -> None:
-    cfg = prepare_config(args, test_split=args.split)
-    if not Path(args.checkpoint).is_file():
-        raise FormatError(f'{args.checkpoint}: checkpoint not found')
-    if args.tta:
-        use_tta(cfg)
-    out_dir = Path(args.out_dir)
-    staging = out_dir / f'.{args.dataset}.partial' / args.dataset
-    staged = configure_test(cfg, args.data_root, args.dataset, args.split, staging)
+    cfg = prepare_config(args, test_split=args.predict[0].split)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    predictor = SplitPredictor(cfg, args.data_root, args.dataset, args.predict, args.tta)
     adapt_to_device(cfg)
-    cfg.load_from = args.checkpoint
-    metrics = Runner.from_cfg(cfg).test()
-    if not is_main_process():
-        return
-    ann_file = annotation_path(args.data_root, args.dataset, args.split)
-    for path in publish_results(staged, out_dir, ann_file):
-        print(f'wrote {path}')
-    for name, value in metrics.items():
-        print(f'{name}: {value}')
+    cfg.load_from = str(checkpoint)
+    predictor.run(Runner.from_cfg(cfg))
 
 
 def main(argv: list[str] | None = None) -> None:

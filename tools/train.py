@@ -3,7 +3,7 @@
     python tools/train.py CONFIG --data-root ROOT --dataset NAME [--work-dir DIR]
         [--split SPLIT] [--no-validate] [--max-iters N] [--resume] [--amp | --no-amp]
         [--weights-dir DIR | --from-scratch] [--vis-backend tensorboard]
-        [--cfg-options k=v ...] [--launcher pytorch]
+        [--predict SPLIT=OUT_DIR ... [--tta]] [--cfg-options k=v ...] [--launcher pytorch]
 
 The dataset and split are chosen here (not by editing the config), so one config serves
 every dataset; see ``custom_modules/vision/selection.py``. A full config starts from the
@@ -11,7 +11,9 @@ pretrained weights tools/prepare_weights.py wrote (configs/weights.json) and ref
 start without them unless ``--from-scratch``. The config written into the work dir has
 the dataset chosen (test split: val), so MMDetection's own tools can use it as it is.
 ``--vis-backend tensorboard`` also logs losses and learning rate as TensorBoard events in
-``WORK_DIR/<run>/vis_data/`` (``tensorboard --logdir WORK_DIR``).
+``WORK_DIR/<run>/vis_data/`` (``tensorboard --logdir WORK_DIR``). ``--predict`` then
+predicts each SPLIT with the trained model, in this process, into the results files that
+``tools/test.py`` writes from the saved checkpoint (the same bytes).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import sys
 
 from mmengine.runner import Runner
 
-from custom_modules.engine import (VIS_BACKENDS, adapt_to_device, add_common_arguments,
+from custom_modules.engine import (VIS_BACKENDS, SplitPredictor, adapt_to_device,
+                                   add_common_arguments, add_prediction_arguments,
                                    add_vis_backends, leave_process_group, limit_iterations,
                                    prepare_config, set_amp)
 from custom_modules.engine.checkpoints import finished_run
@@ -55,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          help='train from random weights instead of the pretrained ones')
     parser.add_argument('--vis-backend', action='append', choices=sorted(VIS_BACKENDS),
                         default=[], help='also log scalars there (repeatable)')
+    add_prediction_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -71,6 +75,9 @@ def _test_split(args: argparse.Namespace) -> str:
 def train(args: argparse.Namespace) -> None:
     cfg = prepare_config(args, train_split=args.split, val_split=args.val_split,
                          test_split=_test_split(args))
+    # before the training: a split that cannot be predicted is an error now, not after it
+    predictor = (SplitPredictor(cfg, args.data_root, args.dataset, args.predict, args.tta,
+                                train_split=args.split) if args.predict else None)
     if args.amp or args.no_amp:
         set_amp(cfg, args.amp)
     use_prepared_weights(cfg, args.weights_dir, args.from_scratch)
@@ -83,8 +90,15 @@ def train(args: argparse.Namespace) -> None:
     cfg.resume = args.resume
     if args.resume and (final := finished_run(cfg)):
         print(f'{final}: the run finished before; nothing to resume')
+        if predictor is None:
+            return
+        cfg.resume, cfg.load_from = False, str(final)
+        predictor.run(Runner.from_cfg(cfg))
         return
-    Runner.from_cfg(cfg).train()
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    if predictor is not None:
+        predictor.run(runner)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,8 @@ from mmengine.config import Config, ConfigDict, DictAction
 
 from custom_modules.vision.selection import select_dataset
 
+from .startup import patch_runner_startup
+
 __all__ = ['DictAction', 'load_config', 'adapt_to_device', 'set_amp', 'limit_iterations',
            'allow_trusted_checkpoints', 'add_common_arguments', 'prepare_config',
            'leave_process_group', 'VIS_BACKENDS', 'add_vis_backends']
@@ -39,6 +41,7 @@ def prepare_config(args: argparse.Namespace, **splits: str | None) -> Config:
     """The config for :func:`add_common_arguments`' ``args``, pointed at the dataset's
     ``splits``, with launcher and work dir set. Bad data raises ``FormatError``."""
     allow_trusted_checkpoints()
+    patch_runner_startup()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = load_config(args.config, args.cfg_options, args.data_root, args.dataset, **splits)
     cfg.launcher = args.launcher

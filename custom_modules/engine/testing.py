@@ -1,5 +1,5 @@
 """Test-time set-up of a config (results files, TTA) and the checked, atomic publication
-of the results files, for ``tools/test.py``."""
+of the results files, for the tools that predict."""
 from __future__ import annotations
 
 import os
@@ -14,17 +14,24 @@ from custom_modules.formats import (BBOX_SUFFIX, INSTANCE_SUFFIX, SEMANTIC_SUFFI
 from custom_modules.vision.registry import annotation_path
 from custom_modules.vision.selection import innermost_dataset, is_semantic
 
-__all__ = ['use_tta', 'configure_test', 'publish_results', 'without_transform']
+__all__ = ['use_tta', 'use_tta_pipeline', 'configure_test', 'publish_results',
+           'without_transform']
+
+
+def use_tta_pipeline(cfg: Config) -> None:
+    """Feed the test set through the config's ``tta_pipeline``, for a model wrapped in
+    its ``tta_model``."""
+    if not cfg.get('tta_model') or not cfg.get('tta_pipeline'):
+        raise FormatError(f'{cfg.filename}: test-time augmentation needs "tta_model" and '
+                          '"tta_pipeline" in the config')
+    innermost_dataset(cfg.test_dataloader.dataset).pipeline = cfg.tta_pipeline
 
 
 def use_tta(cfg: Config) -> None:
     """Wrap the model in the config's ``tta_model`` and feed the test set through its
     ``tta_pipeline``, as MMDetection's and MMSegmentation's test tools do."""
-    if not cfg.get('tta_model') or not cfg.get('tta_pipeline'):
-        raise FormatError(f'{cfg.filename}: test-time augmentation needs "tta_model" and '
-                          '"tta_pipeline" in the config')
+    use_tta_pipeline(cfg)
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
-    innermost_dataset(cfg.test_dataloader.dataset).pipeline = cfg.tta_pipeline
 
 
 def _has_annotations(ann_file: Path) -> bool:

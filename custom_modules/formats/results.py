@@ -20,7 +20,6 @@ from pycocotools import mask as mask_utils
 
 from .errors import FormatError
 from .json_io import dump_json, gc_paused, load_json
-from .rle_runs import runs_fit_sizes
 
 INSTANCE_SUFFIX = '.segm.json'
 BBOX_SUFFIX = '.bbox.json'
@@ -109,6 +108,10 @@ def _as_bytes(rle: dict) -> dict:
 def _check_run_lengths(path: Path, rles: Sequence[dict], where: Callable[[int], str]) -> None:
     """Raise for the first RLE whose counts do not decode to exactly h * w pixels;
     ``where(k)`` names the entry of ``rles[k]`` (built only for the error)."""
+    # imported by the readers only: numba takes a third of a second to import, and
+    # training runs load this module (through the TTA model) without reading results
+    from .rle_runs import runs_fit_sizes
+
     fits = runs_fit_sizes([rle['counts'] for rle in rles],
                           [rle['size'][0] * rle['size'][1] for rle in rles])
     if not fits.all():

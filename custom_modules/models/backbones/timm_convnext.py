@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import timm
 import torch
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
-from timm.layers import LayerNorm2d
 
 
 @MODELS.register_module()
@@ -35,6 +33,11 @@ class TimmConvNeXt(BaseModule):
     def __init__(self, model_name: str = 'convnext_base', pretrained: bool = False,
                  drop_path_rate: float = 0., frozen_stages: int = -1,
                  init_cfg: dict | None = None, **timm_kwargs: Any) -> None:
+        # timm (with torchvision and huggingface_hub: seconds) is imported here, when the
+        # backbone is built, so that the models without it do not load it at start-up.
+        import timm
+        from timm.layers import LayerNorm2d
+
         super().__init__(init_cfg=init_cfg)
         self.body = timm.create_model(model_name, pretrained=pretrained, features_only=True,
                                       out_indices=(0, 1, 2, 3),
