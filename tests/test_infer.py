@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,9 @@ from custom_modules.formats import (FormatError, SplitInfo, encode_mask, load_in
 from custom_modules.inference import (Bag, BagModel, Fusion, InstanceModel, find_images,
                                       read_bag, write_bag)
 from custom_modules.inference.predictor import ModelBag, ModelPredictions, combine
-from custom_modules.postprocess import ensemble_dirs, fuse_dirs, weights_from_metrics
+from custom_modules.postprocess import (NMSSettings, ensemble_dirs, fuse_dirs,
+                                        weights_from_metrics)
+from custom_modules.postprocess.options import DEFAULTS
 from custom_modules.vision import annotation_path
 
 from browser import assert_nothing_broken, headless_chromium, open_page
@@ -67,8 +69,8 @@ def test_pipeline_bag_names_the_final_stage(pipeline_run, copied_bag):
     assert bag.weights == weights_from_metrics(
         [work_dir / 'metrics' / f'val_{m}.json' for m in MODELS], [dataset])[dataset]
     assert bag.semantic_model.name == 'mask2former'
-    assert bag.fusion == Fusion('htc', 0.5, 'box')  # tools/fuse_semantic.py's defaults
-    assert bag.ensemble == dict(iou_thr=0.5, max_per_img=100, class_agnostic=False)
+    assert bag.fusion == Fusion('htc', DEFAULTS.fusion_thr, DEFAULTS.fusion_rule)
+    assert bag.ensemble == asdict(DEFAULTS.nms)  # the pipeline's, as tools/ensemble.py's
     categories = load_json(annotation_path(data_root, dataset, 'inference'))['categories']
     assert list(bag.categories) == [dict(id=c['id'], name=c['name']) for c in categories]
     # paths inside the copy, relative in the manifest; weights without optimizer state
@@ -138,12 +140,12 @@ def test_each_model_predicts_as_tools_test_and_the_bag_settings_drive_fusion_and
     assert predictions.semantic == semantic[image['id']]
 
     # Other settings: fuse every detection into a planted defect region, other weights,
-    # class-agnostic NMS at IoU 0.3 keeping 20; the file-based tools on the pipeline's
+    # class-agnostic cross-model suppression at IoU 0.3 keeping 20; the file-based tools on the pipeline's
     # per-model files with the same settings are the reference.
     planted = {img_id: _planted_semantic(h, w) for img_id, (h, w) in info.image_sizes.items()}
     save_semantic_results(planted, tmp_path / 'sem' / f'{dataset}.sem.json')
     weights = [0.25, 1.0, 0.5]
-    ensemble = dict(iou_thr=0.3, max_per_img=20, class_agnostic=True)
+    ensemble = dict(suppress='cross-model', iou_thr=0.3, max_per_img=20, class_agnostic=True)
     custom = replace(bag, fusion=Fusion('htc', 0.0, 'box'), ensemble=ensemble,
                      instance_models=tuple(replace(m, weight=w)
                                            for m, w in zip(bag.instance_models, weights)))
@@ -152,7 +154,8 @@ def test_each_model_predicts_as_tools_test_and_the_bag_settings_drive_fusion_and
     fuse_dirs(preds / 'htc', tmp_path / 'sem', tmp_path / 'fused', [dataset], 0.0, 'box',
               data_root, 'inference')
     ensemble_dirs([tmp_path / 'fused', preds / 'r50', preds / 'convnext'], tmp_path / 'final',
-                  data_root, 'inference', weights=weights, datasets=[dataset], **ensemble)
+                  data_root, 'inference', weights=weights, datasets=[dataset],
+                  nms=NMSSettings(**ensemble))
     expected = [d for d in load_instance_results(tmp_path / 'final' / f'{dataset}.segm.json',
                                                  info) if d['image_id'] == image['id']]
     assert got and _json(got) == expected and len(got) <= 20
@@ -327,7 +330,7 @@ def test_bag_round_trip_is_relative_and_reuses_unchanged_weights(small_bag, tmp_
     (lambda m: m['instance_models'][0].update(checkpoint='Widget/none.pth'),
      'instance model 0: "checkpoint": '),
     (lambda m: m['ensemble'].update(suppress_everything=True),
-     '"ensemble": unknown option(s) suppress_everything (known: iou_thr, max_per_img'),
+     '"ensemble": unknown option(s) suppress_everything (known: suppress, iou_thr'),
     (lambda m: m['fusion'].update(into='c'), "fusion into 'c', which is not one of"),
     (lambda m: m['fusion'].update(rule='nearest'), "fusion rule 'nearest' is not one of box"),
     (lambda m: m.update(fusion=None), 'a semantic model needs a fusion'),

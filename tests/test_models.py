@@ -18,7 +18,7 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from pycocotools import mask as mask_utils
 
-from custom_modules.datasets import VisionSemanticDataset
+from custom_modules.datasets.vision_semantic import VisionSemanticDataset
 from custom_modules.engine import adapt_to_device, load_config
 from custom_modules.engine.layer_decay import LayerDecayOptimWrapperConstructor  # noqa: F401
 from custom_modules.evaluation.semantic_writer import SemanticResultsWriter

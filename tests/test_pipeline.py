@@ -1,6 +1,6 @@
 """The end-to-end driver on the smallest synthetic data (the session's ``pipeline_run``,
-see conftest.py): every stage runs, its files are valid, and a second run resumes instead
-of redoing the work."""
+see conftest.py): every stage runs, its files are valid, and a rerun redoes exactly the
+steps whose arguments, inputs or outputs changed."""
 from __future__ import annotations
 
 import zipfile
@@ -9,7 +9,8 @@ from custom_modules.formats import (SplitInfo, load_instance_results, load_json,
                                     load_semantic_results)
 from custom_modules.pipeline import MODELS as SPECS
 from custom_modules.pipeline import PRESETS, PipelineContext
-from custom_modules.pipeline.stages import train
+from custom_modules.pipeline.runner import StageRunner
+from custom_modules.pipeline.stages import train_step
 from custom_modules.vision import annotation_path
 
 from tool_helpers import load_tool, run_pipeline
@@ -40,7 +41,9 @@ def test_every_stage_writes_valid_files(pipeline_run):
     assert (work_dir / 'bags' / f'{dataset}.json').is_file()  # tests/test_infer.py reads it
     assert output.rstrip().endswith(f'report: {work_dir / "report" / "index.html"}')
     timings = load_json(work_dir / 'timings.json')
-    assert {'train', 'predict', 'ensemble'} <= set(timings['stages_s'])
+    # each model predicts val and inference in the process that trained it
+    assert {'train', 'ensemble'} <= set(timings['stages_s'])
+    assert 'predict' not in timings['stages_s'] and not list((work_dir / 'logs').glob('pred*'))
     assert 'Time per stage' in output and 'Iter(train)' in output
     # every training run is seeded (the driver's --seed, 0 by default): reruns reproduce
     train_logs = list((work_dir / 'logs').glob('train_*.log'))
@@ -49,47 +52,64 @@ def test_every_stage_writes_valid_files(pipeline_run):
         assert '\n    seed: 0\n' in log.read_text(), log
 
 
-def test_second_run_skips_finished_stages_and_resumes_interrupted_training(pipeline_run):
+def _ran(output: str) -> list[str]:
+    """The steps a driver run ran (not those it skipped)."""
+    return [line.split(': running')[0] for line in output.splitlines() if ': running' in line]
+
+
+def test_rerun_skips_everything_and_resumes_an_interrupted_training(pipeline_run):
     data_root, work_dir, dataset, _ = pipeline_run
     submission = work_dir / 'submission.zip'
-    before = submission.stat().st_mtime_ns
-    # A training cut short after its last checkpoint: the checkpoint is there, the
-    # finished marker is not. (Resuming from earlier checkpoints: tests/test_checkpoints.py.)
-    run_dir = work_dir / 'models' / 'r50' / 'train' / dataset
-    (run_dir / 'finished').unlink()
+    predictions = work_dir / 'preds' / 'inference' / 'r50' / f'{dataset}.segm.json'
+    before = submission.stat().st_mtime_ns, predictions.read_bytes()
+    assert _ran(run_pipeline(data_root, work_dir, dataset)) == []
 
+    # A run interrupted after its last checkpoint: started, never recorded done.
+    records = work_dir / 'records'
+    done = records / f'train_r50_{dataset}_train_.done.json'
+    done.rename(records / f'train_r50_{dataset}_train_.started.json')
     output = run_pipeline(data_root, work_dir, dataset)
-
-    ran = [line.split(': running')[0] for line in output.splitlines() if ': running' in line]
-    assert ran == ['[data] check', f'[train] r50 {dataset} (train)']  # check always runs
+    # one process resumes the run and predicts both splits again (same bytes, so the
+    # steps after it have today's inputs and are not redone)
+    assert _ran(output) == [f'[train] r50 {dataset} (train)']
     log = (work_dir / 'logs' / f'train_r50_{dataset}_train_.log').read_text()
     assert 'the run finished before; nothing to resume' in log
-    assert f'[predict] r50 {dataset} (val): done before, skipped' in output
-    assert submission.stat().st_mtime_ns == before
+    assert (submission.stat().st_mtime_ns, predictions.read_bytes()) == before
+    assert done.is_file()
 
 
-class _RecordingRunner:
-    """Stands in for StageRunner: records the command instead of running it."""
+def test_a_changed_setting_redoes_exactly_the_steps_it_reaches(pipeline_run):
+    data_root, work_dir, dataset, _ = pipeline_run
+    ensemble = work_dir / 'preds' / 'inference' / 'ensemble' / f'{dataset}.segm.json'
+    before = ensemble.read_bytes()
+    output = run_pipeline(data_root, work_dir, dataset, '--fusion-thr', '0.05')
+    assert _ran(output) == [
+        '[fuse] semantic into instances (inference)', '[ensemble] weighted mask-IoU NMS '
+        '(inference)', '[submission] validate and zip', '[ablation] Table 3 on inference_gt',
+        '[vis] prediction overlays']
+    assert 'its arguments or inputs changed, redoing' in output
+    # back to the defaults: the same steps again, and the same bytes as the first run
+    assert len(_ran(run_pipeline(data_root, work_dir, dataset))) == 5
+    assert ensemble.read_bytes() == before
 
-    def __init__(self) -> None:
-        self.argv: list[str] = []
+    # a missing output is made again by the step that writes it, in one process
+    val = work_dir / 'preds' / 'val' / 'convnext' / f'{dataset}.segm.json'
+    expected = val.read_bytes()
+    val.unlink()
+    output = run_pipeline(data_root, work_dir, dataset)
+    assert _ran(output) == [f'[predict] convnext {dataset} (val)']
+    assert 'outputs missing, redoing' in output and val.read_bytes() == expected
 
-    def run(self, stage, label, argv, outputs=(), env=None) -> bool:
-        self.argv = [str(a) for a in argv]
-        return False
 
-
-def test_training_runs_get_the_pipeline_vis_backends(tmp_path):
-    runner = _RecordingRunner()
+def test_training_runs_get_the_pipeline_vis_backends_seed_and_split(tmp_path):
     ctx = PipelineContext(data_root=tmp_path, work_dir=tmp_path, datasets=['A'],
                           models=['r50'], preset_name='tiny', preset=PRESETS['tiny'], gpus=1,
-                          runner=runner, vis_backends=('tensorboard', ))
-    run_dir = ctx.run_dir(SPECS['r50'], 'train', 'A')
-    run_dir.mkdir(parents=True)
-    (run_dir / 'last_checkpoint').write_text(str(run_dir / 'iter_2.pth'))
-    train(ctx, SPECS['r50'], 'A', 'train', {})
-    script, *argv = runner.argv[1:]
+                          runner=StageRunner(tmp_path), vis_backends=('tensorboard', ),
+                          seed=3)
+    trained = train_step(ctx, SPECS['r50'], 'A', 'train', check=None)
+    script, *argv = trained.argv[1:]
     assert script == 'tools/train.py'
     args = load_tool('train').parse_args(argv)  # as tools/train.py will read them
-    assert args.vis_backend == ['tensorboard']
-    assert args.cfg_options['randomness.seed'] == 0 and args.no_validate
+    assert args.vis_backend == ['tensorboard'] and args.split == 'train'
+    assert args.cfg_options['randomness.seed'] == 3 and args.no_validate
+    assert args.max_iters == PRESETS['tiny'].instance_iters

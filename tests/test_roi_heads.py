@@ -49,6 +49,8 @@ def htc(request):
 def cascade():
     cfg = Config.fromfile(REPO / 'configs/cascade_r50/cascade_r50_tiny.py')
     adapt_to_device(cfg)
+    for head in [*cfg.model.roi_head.bbox_head, cfg.model.roi_head.mask_head]:
+        head.num_classes = 2  # as for a 2-class dataset (configs leave it to the dataset)
     return _build(cfg)
 
 

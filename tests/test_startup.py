@@ -84,4 +84,4 @@ def test_r50_run_imports_only_what_it_uses_and_logs_what_users_read(tmp_path):
     assert f'\n    TorchVision: {torchvision.__version__}\n' in text
     dumped = work_dir / 'cascade_r50_tiny.py'
     assert f'Config:\n{dumped.read_text()}' in text
-    assert Config.fromfile(str(dumped)).model.type == 'CascadeRCNN'
+    assert Config.fromfile(str(dumped)).model.type == 'DatasetCascadeRCNN'

@@ -249,27 +249,38 @@ def _script(args: list[str], **env: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_train_all_and_test_all_run_two_processes(data, tmp_path):
+def test_train_all_and_test_all_run_two_processes_as_one_would(data, tmp_path):
     root, dataset = data
-    work_root, out_dir = tmp_path / 'work_dirs', tmp_path / 'results'
+    work_root = tmp_path / 'work_dirs'
     env = dict(DATA_ROOT=str(root), WORK_ROOT=str(work_root), TRAIN_ARGS='--max-iters 1')
     done = _script(['scripts/train_all.sh', 'cascade_r50_tiny', '2', dataset],
                    PORT=_free_port(), **env)
     assert done.returncode == 0, done.stderr[-3000:]
-    work_dir = work_root / 'cascade_r50_tiny' / dataset
-    assert (work_dir / 'done').read_text().strip() == str(work_dir / 'iter_1.pth')
-    (log, ) = work_dir.glob('*/*.log')
-    text = log.read_text()
-    assert 'Distributed launcher: pytorch' in text and 'GPU number: 2' in text
+    run_dir = work_root / 'models' / 'r50' / 'train' / dataset
+    assert (run_dir / 'last_checkpoint').read_text().strip() == str(run_dir / 'iter_1.pth')
+    log = (work_root / 'logs' / f'train_r50_{dataset}_train_.log').read_text()
+    assert 'Distributed launcher: pytorch' in log and 'GPU number: 2' in log
 
     again = _script(['scripts/train_all.sh', 'cascade_r50_tiny', '2', dataset], **env)
-    assert again.returncode == 0 and f'cascade_r50_tiny/{dataset}: done before' in again.stdout
+    assert again.returncode == 0
+    assert f'[train] r50 {dataset} (train): done before, skipped' in again.stdout
 
-    tested = _script(['scripts/test_all.sh', 'cascade_r50_tiny',
-                      str(work_root / 'cascade_r50_tiny'), str(out_dir), '2', dataset],
+    tested = _script(['scripts/test_all.sh', 'cascade_r50_tiny', '2', dataset],
                      PORT=_free_port(), **env)
     assert tested.returncode == 0, tested.stderr[-3000:]
-    _check_instance_results(out_dir, dataset, annotation_path(root, dataset, 'inference'))
+    assert ': running' not in tested.stdout.replace(f'[predict] r50 {dataset} (val): running',
+                                                    '')  # one process predicts both splits
+    # the two processes' results, gathered, are those of one process
+    # (the run dir as the checkpoint: its last one)
+    one = tmp_path / 'one'
+    TEST.main([config_path('cascade_r50_tiny'), str(run_dir), '--data-root', str(root),
+               '--dataset', dataset, '--work-dir', str(tmp_path / 'test'), '--tta',
+               '--predict', f'val={one / "val"}', f'inference={one / "inference"}'])
+    for split in ('val', 'inference'):
+        two = work_root / 'preds' / split / 'r50' / f'{dataset}.segm.json'
+        assert two.read_bytes() == (one / split / f'{dataset}.segm.json').read_bytes()
+    _check_instance_results(work_root / 'preds' / 'inference' / 'r50', dataset,
+                            annotation_path(root, dataset, 'inference'))
 
 
 def _one_line_error(tool, argv: list[str]) -> str:
@@ -329,7 +340,7 @@ def test_batch_scripts_reject_unknown_model_and_missing_data_root(tmp_path):
     assert unknown.returncode == 1
     assert unknown.stderr.strip().splitlines() == [
         f"error: unknown model 'nope_tiny': {REPO}/configs/nope/nope_tiny.py does not exist"]
-    missing = _script(['scripts/test_all.sh', 'cascade_r50', 'ckpts', 'out'],
+    missing = _script(['scripts/test_all.sh', 'cascade_r50'],
                       DATA_ROOT=str(tmp_path / 'none'))
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines() == [

@@ -51,12 +51,12 @@ def config_path(model: str) -> str:
     return str(REPO / 'configs' / model.removesuffix('_tiny') / f'{model}.py')
 
 
-def run_pipeline(data_root: Path, work_dir: Path, dataset: str) -> str:
-    """Run the driver as a user would (tiny preset, 2 iterations per model); return its
-    console output."""
+def run_pipeline(data_root: Path, work_dir: Path, dataset: str, *more: str) -> str:
+    """Run the driver as a user would (tiny preset, 2 iterations per model, ``more``
+    arguments); return its console output."""
     result = subprocess.run(
         [sys.executable, 'tools/run_pipeline.py', '--data-root', str(data_root), '--work-dir',
-         str(work_dir), '--preset', 'tiny', '--iters', '2', '--datasets', dataset],
+         str(work_dir), '--preset', 'tiny', '--iters', '2', '--datasets', dataset, *more],
         cwd=REPO, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout

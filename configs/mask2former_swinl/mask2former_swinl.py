@@ -6,7 +6,8 @@ _base_ = [
     '../_base_/datasets/vision_semantic.py',
 ]
 custom_imports = dict(
-    imports=['mmdet.models', 'custom_modules.datasets',
+    imports=['mmdet.models', 'custom_modules.datasets.vision_semantic',
+             'custom_modules.datasets.transforms',
              'custom_modules.evaluation.semantic_writer', 'custom_modules.engine.checkpoints'],
     allow_failed_imports=False)
 

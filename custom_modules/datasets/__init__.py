@@ -1,7 +1,4 @@
-"""Datasets and data transforms: VISION splits for MMDetection (``VisionCocoDataset``) and
-MMSegmentation (``VisionSemanticDataset``, ``LoadDefectMask``)."""
-from .transforms import LoadDefectMask
-from .vision_coco import VisionCocoDataset
-from .vision_semantic import VisionSemanticDataset
-
-__all__ = ['LoadDefectMask', 'VisionCocoDataset', 'VisionSemanticDataset']
+"""Datasets and data transforms: VISION splits for MMDetection (``vision_coco``:
+``VisionCocoDataset``) and MMSegmentation (``vision_semantic``: ``VisionSemanticDataset``;
+``transforms``: ``LoadDefectMask``). The configs import the modules they use, so that a
+detector's run does not import MMSegmentation."""

@@ -50,7 +50,8 @@ class PredictTarget:
 
 def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
     """``--predict SPLIT=OUT_DIR ...`` and ``--tta``."""
-    parser.add_argument('--predict', nargs='+', type=PredictTarget.parse, default=[],
+    parser.add_argument('--predict', nargs='+', action='extend', type=PredictTarget.parse,
+                        default=[],
                         metavar='SPLIT=OUT_DIR',
                         help='predict each SPLIT into OUT_DIR/<Dataset>.*.json')
     parser.add_argument('--tta', action='store_true',

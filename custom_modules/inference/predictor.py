@@ -154,7 +154,7 @@ class LoadedModel:
         adapt_to_device(cfg)
         pipeline = list(innermost_dataset(cfg.test_dataloader.dataset).pipeline)
         if self.semantic:  # no masks to load for new images (as tools/test.py on inference)
-            pipeline = without_transform(pipeline, 'LoadAnnotations')
+            pipeline = without_transform(pipeline, 'LoadDefectMask')
         self.loader_cfg = pipeline[0]
         self.loader_key = _loader_key(pipeline[0])
         with DefaultScope.overwrite_default_scope(self.scope):

@@ -128,8 +128,11 @@ class StageRunner:
         if all(self.is_done(s) for s in steps):
             print(f'[{step.stage}] {step.label}: done before, skipped')
             return False
-        if self._recorded(step, 'done') is not None:
+        recorded = [self._recorded(s, 'done') for s in steps]
+        if any(r is not None and r != s.fingerprint for r, s in zip(recorded, steps)):
             print(f'[{step.stage}] {step.label}: its arguments or inputs changed, redoing')
+        elif any(r is not None for r in recorded):
+            print(f'[{step.stage}] {step.label}: outputs missing, redoing')
         for s in steps:
             dump_json({'fingerprint': s.fingerprint, 'argv': list(s.argv)},
                       self._record_path(s, 'started'), indent=1)

@@ -202,6 +202,7 @@ def train_and_predict_one(ctx: PipelineContext, trained: Step, predicted: list[S
                                                else [])]
         runner.run(trained, extra, env=env, also_done=predicted)
         return
+    runner.run(trained)  # prints that it is done
     pending = [s for s in predicted if not runner.is_done(s)]
     if not pending:
         for s in predicted:

@@ -2,7 +2,7 @@
 # The dataset (data_root, ann_file, classes) is chosen by tools/train.py and
 # tools/test.py (--data-root, --dataset, --split), which set every derived field.
 # CocoDataset / CocoMetric with classes matched to category ids by name
-# (custom_modules.datasets, custom_modules.evaluation.coco_metric).
+# (custom_modules.datasets.vision_coco, custom_modules.evaluation.coco_metric).
 dataset_type = 'VisionCocoDataset'
 data_root = 'data/synthetic/'
 backend_args = None
