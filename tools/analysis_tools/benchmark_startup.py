@@ -41,8 +41,6 @@ from pathlib import Path
 from mmengine.config import Config
 
 from custom_modules.synthetic import generate
-from custom_modules.vision.merge import merge_datasets
-from custom_modules.vision.semantic_masks import write_all_semantic_masks
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODELS = ('htc_cbswinb_tiny', 'cascade_r50_tiny', 'cascade_convnext_tiny',
@@ -180,10 +178,8 @@ class ToolRunner:
 
 
 def make_data(root: Path) -> str:
-    """One smoke-preset synthetic dataset with train+val merged and semantic masks."""
+    """One smoke-preset synthetic dataset (the semantic masks are made as samples load)."""
     (dataset, ) = generate(root, seed=0, num_datasets=1, preset='smoke', progress=False)
-    merge_datasets(root, [dataset])
-    write_all_semantic_masks(root, [dataset], None)
     return dataset
 
 
