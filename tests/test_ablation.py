@@ -17,6 +17,7 @@ from custom_modules.formats import (encode_mask, instance_results_path, load_ins
                                     save_instance_results, save_semantic_results,
                                     semantic_results_path)
 from custom_modules.postprocess import NMSSettings, ensemble_dirs
+from custom_modules.postprocess.options import DEFAULTS
 from custom_modules.vision import annotation_path
 from postprocess_helpers import det, rect, run_cli, write_json, write_split
 
@@ -86,7 +87,7 @@ def test_ablation_table_matches_pycocotools(tmp_path, capsys):
     assert np.array_equal(mask_utils.decode(fused_a['segmentation']), rect(2, 9, 2, 11))
     expected = tmp_path / 'expected'
     ensemble_dirs([out / 'htc_segm', dirs['r50'], dirs['convnext']], expected, dirs['root'],
-                  'val', weights=[1, 0.5, 0.5])
+                  'val', weights=[1, 0.5, 0.5], nms=DEFAULTS.nms)  # the tool's defaults
     for dataset in DATASETS:
         assert (instance_results_path(out / 'htc_segm_r50_convnext', dataset).read_bytes()
                 == instance_results_path(expected, dataset).read_bytes())

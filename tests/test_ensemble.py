@@ -217,8 +217,14 @@ def test_cli_ok(tmp_path, capsys):
                         *cli_args(root, dirs, out, '--weights', '1', '1', '--workers', '2'))
     assert code == 0, err
     alpha = json.loads((out / 'Alpha.segm.json').read_text())
-    assert [d['bbox'][0] for d in alpha] == [3, 2]
+    # the default rule pools without suppression, best adjusted score first
+    assert [d['bbox'][0] for d in alpha] == [3, 1, 2]
     assert sorted(p.name for p in out.iterdir()) == ['Alpha.segm.json', 'Beta.segm.json']
+    code, err = run_cli(capsys, 'ensemble.py', *cli_args(
+        root, dirs, tmp_path / 'all', '--weights', '1', '1', '--suppress', 'all'))
+    assert code == 0, err
+    alpha = json.loads((tmp_path / 'all' / 'Alpha.segm.json').read_text())
+    assert [d['bbox'][0] for d in alpha] == [3, 2]  # 1 overlaps 3 by more than 0.5
 
 
 def test_cli_rule_caps_and_mapping(tmp_path, capsys):
