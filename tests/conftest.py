@@ -1,13 +1,23 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules, and one thread for torch: several tests
+compare predictions made in this process with those of the tools' subprocesses (which
+run with OMP_NUM_THREADS=1) byte for byte, and a convolution summed over another number
+of threads differs in its last bits."""
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pytest
+os.environ['OMP_NUM_THREADS'] = '1'  # before torch is imported, and for subprocesses
 
-from custom_modules.synthetic import generate
+from pathlib import Path  # noqa: E402
 
-from tool_helpers import run_pipeline
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+from custom_modules.synthetic import generate  # noqa: E402
+
+from tool_helpers import run_pipeline  # noqa: E402
 
 
 @pytest.fixture(scope='session')
