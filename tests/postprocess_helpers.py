@@ -1,11 +1,15 @@
 """Tiny hand-made splits and prediction files shared by the post-processing tests."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from coco_builders import call_tool
 from custom_modules.formats import encode_mask
@@ -62,3 +66,16 @@ def run_cli(capsys, script: str, *args) -> tuple[int, str]:
     capsys.readouterr()
     code = call_tool(script, *args)
     return code, capsys.readouterr().err
+
+
+def cocoeval_map_mar(ann_file: Path, pred_file: Path) -> tuple[float, float]:
+    """mAP (stats[0]) and mAR@100 (stats[8]) of a plain pycocotools COCOeval run on the
+    files: the independent reference the project's metrics are checked against."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ann_file))
+        dets = json.loads(pred_file.read_text())
+        evaluator = COCOeval(gt, gt.loadRes(dets), 'segm')
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator.stats[0], evaluator.stats[8]

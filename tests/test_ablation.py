@@ -1,17 +1,13 @@
 """Table 3 ablation: stage wiring, and table values against COCOeval run in the test."""
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from custom_modules.formats import (encode_mask, instance_results_path, load_instance_results,
                                     save_instance_results, save_semantic_results,
@@ -19,7 +15,7 @@ from custom_modules.formats import (encode_mask, instance_results_path, load_ins
 from custom_modules.postprocess import NMSSettings, ensemble_dirs
 from custom_modules.postprocess.options import DEFAULTS
 from custom_modules.vision import annotation_path
-from postprocess_helpers import det, rect, run_cli, write_json, write_split
+from postprocess_helpers import cocoeval_map_mar, det, rect, run_cli, write_json, write_split
 
 DATASETS = ('Alpha', 'Beta')
 STAGE_DIRS = ('htc', 'htc_segm', 'htc_segm_r50', 'htc_segm_r50_convnext')
@@ -58,17 +54,6 @@ def make_case(tmp_path: Path) -> dict[str, Path]:
     return dirs
 
 
-def coco_map_mar(ann_file: Path, pred_file: Path) -> tuple[float, float]:
-    """mAP (stats[0]) and mAR@100 (stats[8]) straight from pycocotools."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(ann_file))
-        dets = json.loads(pred_file.read_text())
-        evaluator = COCOeval(gt, gt.loadRes(dets), 'segm')
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return evaluator.stats[0], evaluator.stats[8]
-
 
 def test_ablation_table_matches_pycocotools(tmp_path, capsys):
     dirs = make_case(tmp_path)
@@ -99,7 +84,7 @@ def test_ablation_table_matches_pycocotools(tmp_path, capsys):
     assert [(r[0], r[1]) for r in rows[1:]] == [(row, m) for row in ROWS for m in ('mAP', 'mAR')]
     averages = []
     for i, stage in enumerate(STAGE_DIRS):
-        per_dataset = [coco_map_mar(annotation_path(dirs['root'], d, 'val'),
+        per_dataset = [cocoeval_map_mar(annotation_path(dirs['root'], d, 'val'),
                                     instance_results_path(out / stage, d)) for d in DATASETS]
         mean_ap = np.mean([m for m, _ in per_dataset])
         mean_ar = np.mean([r for _, r in per_dataset])

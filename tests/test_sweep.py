@@ -3,9 +3,7 @@ tools/ensemble.py outputs scored by COCOeval here, the choice against the stated
 and the chosen flags against tools/ablation.py."""
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import re
 from pathlib import Path
@@ -13,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from custom_modules.evaluation import coco_map_mar, coco_stats, ground_truth
 from custom_modules.formats import (encode_mask, instance_results_path, load_instance_results,
@@ -23,7 +19,8 @@ from custom_modules.formats import (encode_mask, instance_results_path, load_ins
 from custom_modules.postprocess import fuse_dirs
 from custom_modules.vision import annotation_path
 from coco_builders import call_tool
-from postprocess_helpers import HEIGHT, WIDTH, det, rect, run_cli, write_json, write_split
+from postprocess_helpers import (HEIGHT, WIDTH, cocoeval_map_mar, det, rect, run_cli, write_json,
+                                 write_split)
 
 DATASETS = ('Alpha', 'Beta')
 MODELS = ('htc', 'r50', 'convnext')
@@ -88,17 +85,6 @@ def make_run(tmp_path: Path, name: str, seed: int) -> tuple[Path, Path]:
                    {'datasets': {d: {'mAP': v, 'mAR': v} for d, v in maps.items()}})
     return root, work
 
-
-def cocoeval_map_mar(ann_file: Path, pred_file: Path) -> tuple[float, float]:
-    """stats[0] and stats[8] of a plain COCOeval run on the files."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(ann_file))
-        dets = json.loads(pred_file.read_text())
-        evaluator = COCOeval(gt, gt.loadRes(dets), 'segm')
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return evaluator.stats[0], evaluator.stats[8]
 
 
 def read_csv(path: Path) -> dict[tuple, tuple[float, float]]:
