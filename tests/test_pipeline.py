@@ -10,7 +10,7 @@ from custom_modules.formats import (SplitInfo, load_instance_results, load_json,
 from custom_modules.pipeline import MODELS as SPECS
 from custom_modules.pipeline import PRESETS, PipelineContext
 from custom_modules.pipeline.runner import StageRunner
-from custom_modules.pipeline.stages import train_step
+from custom_modules.pipeline.stages import predict_step, train_step
 from custom_modules.vision import annotation_path
 
 from tool_helpers import load_tool, run_pipeline
@@ -113,3 +113,16 @@ def test_training_runs_get_the_pipeline_vis_backends_seed_and_split(tmp_path):
     assert args.vis_backend == ['tensorboard'] and args.split == 'train'
     assert args.cfg_options['randomness.seed'] == 3 and args.no_validate
     assert args.max_iters == PRESETS['tiny'].instance_iters
+
+
+def test_no_tta_predicts_instance_models_at_the_test_scale(tmp_path):
+    def predict_args(model: str, tta: bool):
+        ctx = PipelineContext(data_root=tmp_path, work_dir=tmp_path, datasets=['A'],
+                              models=[model], preset_name='tiny', preset=PRESETS['tiny'],
+                              gpus=1, runner=StageRunner(tmp_path), tta=tta)
+        trained = train_step(ctx, SPECS[model], 'A', 'train', check=None)
+        predicted = predict_step(ctx, SPECS[model], 'A', trained, 'train', 'inference')
+        return load_tool('test').parse_args(predicted.argv[2:])  # as tools/test.py reads them
+
+    assert predict_args('r50', tta=True).tta and not predict_args('r50', tta=False).tta
+    assert not predict_args('mask2former', tta=True).tta  # semantic: one scale always

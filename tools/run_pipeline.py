@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Postp
                         help='training iterations of every model (default: the preset\'s)')
     parser.add_argument('--no-val-weights', action='store_true',
                         help='skip the train-only models; ensemble with equal weights')
+    parser.add_argument('--no-tta', action='store_true',
+                        help='predict at the test scale only (a CPU budget for datasets '
+                        'whose scales the tiny scale rule grew; see the README)')
     parser.add_argument('--stop-after', choices=STOP_POINTS,
                         help='train: only train the models; predict: train and predict')
     weights = parser.add_mutually_exclusive_group()
@@ -162,7 +165,7 @@ def run(args: argparse.Namespace, settings: PostprocessSettings) -> None:
                           vis_backends=tuple(args.vis_backend),
                           weights_args=tuple(weights_arguments(args)),
                           train_args=tuple(args.train_args), postprocess=settings,
-                          stop_after=args.stop_after)
+                          stop_after=args.stop_after, tta=not args.no_tta)
     print(f'pipeline: {len(datasets)} datasets ({", ".join(datasets)}), models '
           f'{", ".join(args.models)}, preset {args.preset}, work dir {work_dir}')
     check = check_data(ctx)

@@ -52,6 +52,7 @@ class PipelineContext:
     train_args: tuple[str, ...] = ()  # more tools/train.py arguments of every run
     postprocess: PostprocessSettings = field(default_factory=lambda: DEFAULTS)
     stop_after: str | None = None  # 'train': train only; 'predict': no post-processing
+    tta: bool = True  # instance models predict with test-time augmentation
     # the steps whose outputs a later stage reads, by (split, model) and output name
     predictions: dict[tuple[str, str], list[Step]] = field(default_factory=dict)
 
@@ -166,7 +167,8 @@ def train_step(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split
 
 def predict_step(ctx: PipelineContext, model: ModelSpec, dataset: str, trained: Step,
                  train_split: str, split: str) -> Step:
-    """Predicting ``split`` with the model of ``trained`` (instance models with TTA)."""
+    """Predicting ``split`` with the model of ``trained`` (instance models with TTA
+    unless the run turned it off)."""
     out_dir = ctx.preds(split, model.name)
     output = (semantic_results_path(out_dir, dataset) if model.semantic
               else instance_results_path(out_dir, dataset))
@@ -174,7 +176,7 @@ def predict_step(ctx: PipelineContext, model: ModelSpec, dataset: str, trained: 
     run_dir = ctx.run_dir(model, train_split, dataset)
     argv: list[object] = ['--data-root', ctx.data_root, '--dataset', dataset, '--predict',
                           f'{split}={out_dir}', '--work-dir', run_dir / f'test_{split}']
-    if not model.semantic:
+    if ctx.tta and not model.semantic:
         argv.append('--tta')
     command = (['bash', 'tools/dist_test.sh', config, run_dir, ctx.gpus, *argv]
                if ctx.gpus > 1 else python_tool('tools/test.py', config, run_dir, *argv))
