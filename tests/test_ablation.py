@@ -141,3 +141,25 @@ def test_missing_semantic_file_is_an_error(tmp_path, capsys):
     missing = semantic_results_path(dirs['sem'], 'Beta')
     assert err.strip() == f'error: {missing}: file not found (dataset Beta)'
     assert not out.exists()
+
+
+def test_extra_rows_are_scored_as_they_are_after_the_stages(tmp_path, capsys):
+    dirs = make_case(tmp_path)
+    out = tmp_path / 'ablation'
+    code, err = run_cli(capsys, 'ablation.py', '--models', dirs['htc'], dirs['r50'],
+                        dirs['convnext'], '--semantic', dirs['sem'], '--data-root',
+                        dirs['root'], '--split', 'val', '--out-dir', out, '--weights', 1, 0.5,
+                        0.5, '--extra-row', f'+pseudo={dirs["r50"]}')
+    assert code == 0, err
+    scores = json.loads((out / 'table3.json').read_text())
+    assert list(scores) == [*ROWS, '+pseudo']
+    for dataset in DATASETS:
+        expected = cocoeval_map_mar(annotation_path(dirs['root'], dataset, 'val'),
+                                    instance_results_path(dirs['r50'], dataset))
+        got = scores['+pseudo'][dataset]
+        assert (got['mAP'], got['mAR']) == pytest.approx(expected)
+    code, err = run_cli(capsys, 'ablation.py', '--models', dirs['htc'], dirs['r50'],
+                        dirs['convnext'], '--semantic', dirs['sem'], '--data-root',
+                        dirs['root'], '--split', 'val', '--out-dir', tmp_path / 'bad',
+                        '--weights', 1, 0.5, 0.5, '--extra-row', str(dirs['r50']))
+    assert code != 0 and 'expected NAME=DIR' in err

@@ -11,7 +11,10 @@ from custom_modules.pipeline import MODELS as SPECS
 from custom_modules.pipeline import PRESETS, PipelineContext
 from custom_modules.pipeline.runner import StageRunner
 from custom_modules.pipeline.stages import predict_step, train_step
-from custom_modules.vision import annotation_path
+from custom_modules.synthetic import generate
+from custom_modules.vision import annotation_path, image_dir
+from custom_modules.vision.annotations import load_coco
+from custom_modules.vision.checks import ERROR, split_problems
 
 from tool_helpers import load_tool, run_pipeline
 
@@ -84,7 +87,7 @@ def test_a_changed_setting_redoes_exactly_the_steps_it_reaches(pipeline_run):
     before = ensemble.read_bytes()
     output = run_pipeline(data_root, work_dir, dataset, '--fusion-thr', '0.05')
     assert _ran(output) == [
-        '[fuse] semantic into instances (inference)', '[ensemble] weighted mask-IoU NMS '
+        '[fuse] semantic into instances (inference)', '[ensemble] weighted ensemble '
         '(inference)', '[submission] validate and zip', '[ablation] Table 3 on inference_gt',
         '[vis] prediction overlays']
     assert 'its arguments or inputs changed, redoing' in output
@@ -126,3 +129,35 @@ def test_no_tta_predicts_instance_models_at_the_test_scale(tmp_path):
 
     assert predict_args('r50', tta=True).tta and not predict_args('r50', tta=False).tta
     assert not predict_args('mask2former', tta=True).tta  # semantic: one scale always
+
+
+def test_a_pseudo_label_round_trains_on_its_labels_and_adds_its_row(tmp_path):
+    data_root = tmp_path / 'data'
+    dataset = generate(data_root, seed=0, num_datasets=1, preset='smoke', progress=False)[0]
+    work_dir = tmp_path / 'work'
+    # target precision 0: the 2-iteration models' detections all pass (threshold 0.05)
+    more = ('--pseudo-rounds', '1', '--pseudo-target-precision', '0', '--no-tta')
+    output = run_pipeline(data_root, work_dir, dataset, *more)
+    summary = load_json(work_dir / 'round1' / 'pseudo_labels' / 'pseudo_labels.json')
+    assert summary[dataset]['threshold'] == 0.05 and summary[dataset]['instances'] > 0
+    labels = work_dir / 'round1' / 'pseudo_labels' / dataset / '_annotations.coco.json'
+    coco = load_coco(labels)
+    inference = load_coco(annotation_path(data_root, dataset, 'inference'))
+    assert {img['id'] for img in coco['images']} <= {img['id'] for img in inference['images']}
+    problems = split_problems(labels, coco, image_dir(data_root, dataset, 'inference'))
+    assert [str(p) for p in problems if p.severity == ERROR] == []
+    # every model of round 1 trained on them, and predicted, fused and ensembled again
+    for model in (*MODELS, 'mask2former'):
+        record = load_json(work_dir / 'round1' / 'records'
+                           / f'train_{model}_{dataset}_train_.done.json')
+        assert record['argv'][record['argv'].index('--pseudo-labels') + 1] == str(labels)
+    final = work_dir / 'round1' / 'preds' / 'inference' / 'ensemble' / f'{dataset}.segm.json'
+    with zipfile.ZipFile(work_dir / 'submission.zip') as archive:
+        assert archive.read(f'{dataset}.segm.json') == final.read_bytes()
+    scores = load_json(work_dir / 'ablation' / 'table3.json')
+    assert list(scores)[-2:] == ['HTC+segm+R50+ConvNeXt', '+pseudo']
+    assert '| +pseudo ' in (work_dir / 'ablation.md').read_text()
+    assert 'round1 train' in load_json(work_dir / 'timings.json')['stages_s']
+    assert '[pseudo] labels into round1: running' in output
+    # a rerun finds every stage of both rounds done
+    assert _ran(run_pipeline(data_root, work_dir, dataset, *more)) == []

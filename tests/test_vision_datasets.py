@@ -231,3 +231,53 @@ def test_a_class_missing_from_a_file_is_a_one_line_error(reordered, tmp_path):
     metric.results.append(({}, {}))
     with pytest.raises(FormatError, match=rf"^{gt_file}: no category named 'crack'"):
         metric.evaluate(1)
+
+
+def _pseudo_labels(root: Path, out: Path) -> tuple[Path, np.ndarray, str]:
+    """One pseudo label (an RLE mask) on Widget's first inference image, in a file that
+    lists the categories in reverse; returns the file, the mask and its class name."""
+    inference = load_ann(root, 'Widget', 'inference')
+    image = inference['images'][0]
+    mask = np.zeros((image['height'], image['width']), dtype=np.uint8)
+    mask[3:11, 5:17] = 1
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    category = inference['categories'][-1]
+    coco = dict(images=[image], categories=inference['categories'][::-1], annotations=[dict(
+        id=1, image_id=image['id'], category_id=category['id'], iscrowd=0,
+        area=float(mask.sum()), bbox=[float(v) for v in mask_utils.toBbox(rle)],
+        segmentation=dict(size=rle['size'], counts=rle['counts'].decode()))])
+    out.write_text(json.dumps(coco))
+    return out, mask, category['name']
+
+
+def test_pseudo_labels_are_read_after_the_labelled_split(root, tmp_path):
+    pseudo, mask, name = _pseudo_labels(root, tmp_path / 'pseudo.json')
+    cfg = load_config(config_path('cascade_r50_tiny'), None, str(root), 'Widget',
+                      train_split='train', pseudo_labels=pseudo)
+    parts = cfg.train_dataloader.dataset.dataset
+    assert parts.type == 'ConcatDataset'
+    assert [d.ann_file for d in parts.datasets] == [f'Widget/train/{ANN}', str(pseudo)]
+    init_default_scope('mmdet')
+    dataset = DET_DATASETS.build(parts)
+    train = load_ann(root, 'Widget', 'train')
+    assert len(dataset) == len(train['images']) - 1 + 1  # less the unlabelled train image
+    info = dataset.get_data_info(len(dataset) - 1)
+    assert Path(info['img_path']) == root / 'Widget' / 'inference' / \
+        load_ann(root, 'Widget', 'inference')['images'][0]['file_name']
+    (instance, ) = info['instances']
+    assert cfg.train_dataloader.dataset.dataset.datasets[0].metainfo['classes'][
+        instance['bbox_label']] == name  # the class by name, whatever the file's order
+    loaded = Compose([dict(type='LoadImageFromFile'), dict(type='LoadAnnotations',
+                                                           with_bbox=True, with_mask=True)])
+    np.testing.assert_array_equal(loaded(info)['gt_masks'].masks[0], mask)
+    # the semantic model reads them as one more defect mask
+    cfg = load_config(config_path('mask2former_swinl_tiny'), None, str(root), 'Widget',
+                      train_split='train', pseudo_labels=pseudo)
+    init_default_scope('mmseg')
+    semantic = SEG_DATASETS.build(cfg.train_dataloader.dataset.dataset)
+    last = semantic.get_data_info(len(semantic) - 1)
+    load_mask = SEG_TRANSFORMS.build(dict(type='LoadDefectMask'))
+    np.testing.assert_array_equal(load_mask(dict(last))['gt_seg_map'], mask)
+    with pytest.raises(FormatError, match='missing pseudo-label annotation file'):
+        load_config(config_path('cascade_r50_tiny'), None, str(root), 'Widget',
+                    pseudo_labels=tmp_path / 'absent.json')

@@ -4,11 +4,13 @@
         --data-root ROOT --split SPLIT --out-dir DIR
         (--weights w1 w2 w3 | --weights-from M1.json M2.json M3.json)
         [--score-thr 0.5] [--fusion-rule box|connected] [--workers N] [--datasets A B ...]
+        [--extra-row NAME=DIR ...]
         [ensemble options of tools/ensemble.py: --suppress, --iou-thr, --max-per-img,
          --max-per-category, --class-agnostic, --weight-mapping]
 
 Rows: HTC; HTC+segm (semantic fusion); HTC+segm+R50; HTC+segm+R50+ConvNeXt (ensembles,
-whose HTC input is the fused one). Writes each stage's predictions to OUT_DIR/<stage>/ and
+whose HTC input is the fused one); then each --extra-row, a folder of final predictions
+scored as they are (e.g. ``+pseudo``: the ensemble after a pseudo-label round). Writes each stage's predictions to OUT_DIR/<stage>/ and
 OUT_DIR/table3.{md,csv,json,png}.
 """
 from __future__ import annotations
@@ -41,7 +43,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, NMSSe
     add_ensemble_arguments(parser)
     parser.add_argument('--workers', type=int, default=1)
     parser.add_argument('--datasets', nargs='+', help='default: those of every input')
+    parser.add_argument('--extra-row', nargs='+', action='extend', default=[],
+                        metavar='NAME=DIR', help='more rows: predictions scored as they are')
     args = parser.parse_args(argv)
+    for row in args.extra_row:
+        if '=' not in row:
+            parser.error(f'--extra-row {row!r}: expected NAME=DIR')
     if args.workers < 1:
         parser.error('--workers must be >= 1')
     return args, nms_settings(parser, args)
@@ -55,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
                               weight_files=args.weights_from,
                               weight_mapping=args.weight_mapping, datasets=args.datasets,
                               score_thr=args.score_thr, rule=args.fusion_rule, nms=nms,
-                              workers=args.workers)
+                              workers=args.workers,
+                              extra_rows=dict(row.split('=', 1) for row in args.extra_row))
     except FormatError as err:
         sys.exit(f'error: {err}')
     print(render_text(scores))

@@ -3,15 +3,19 @@
     python tools/run_pipeline.py --data-root ROOT --work-dir DIR [--preset tiny|full]
         [--datasets A B ...] [--models htc r50 convnext mask2former] [--gpus N] [--jobs J]
         [--synthetic] [--seed S] [--iters N] [--no-val-weights] [--stop-after train|predict]
-        [--weights-dir DIR | --from-scratch] [--vis-backend tensorboard] [--train-args ...]
+        [--weights-dir DIR | --from-scratch] [--vis-backend tensorboard] [--no-tta]
+        [--pseudo-rounds N [--pseudo-target-precision P]] [--train-args ...]
         [fusion and ensemble options: --fusion-thr T --fusion-rule R --suppress ...]
 
 Stages: check of the data root (read only) -> train-only models predict val (scored: the
 ensemble weights) -> train+val models predict the inference split (instance models with
 TTA; the tiny preset lets the train-only models predict it too, to halve training) ->
-semantic fusion into HTC -> weighted mask-IoU ensemble -> submission.zip -> scores of
-every stage on the hidden ground truth when the data has one -> overlays -> one model bag
-per dataset (bags/<Dataset>.json, for tools/infer.py) -> report/index.html.
+semantic fusion into HTC -> weighted ensemble -> [--pseudo-rounds: pseudo labels of the
+inference images from the ensemble, thresholded on val, and every model trained, predicted,
+fused and ensembled again with them, under round<r>/] -> submission.zip (of the last
+round) -> scores of every stage on the hidden ground truth when the data has one (Table 3,
+one +pseudo row per round) -> overlays -> one model bag per dataset (bags/<Dataset>.json,
+round 0's models, for tools/infer.py) -> report/index.html.
 Each step records what it ran with: a rerun skips the steps whose arguments and inputs
 are unchanged, redoes the others and what depends on them, and resumes interrupted
 training.
@@ -32,8 +36,10 @@ from custom_modules.pipeline import (MODELS, PRESETS, PipelineContext, StageFail
                                      val_weights, write_ablation, write_overlays,
                                      write_submission)
 from custom_modules.pipeline.bags import write_bags
+from custom_modules.pipeline.pseudo import RoundResult, pseudo_label_round
 from custom_modules.postprocess.options import (PostprocessSettings, add_ensemble_arguments,
                                                 add_fusion_arguments, nms_settings)
+from custom_modules.postprocess.pseudo_labels import DEFAULT_TARGET_PRECISION
 from custom_modules.vision import available_datasets
 
 STOP_POINTS = ('train', 'predict')
@@ -68,6 +74,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Postp
     parser.add_argument('--no-tta', action='store_true',
                         help='predict at the test scale only (a CPU budget for datasets '
                         'whose scales the tiny scale rule grew; see the README)')
+    parser.add_argument('--pseudo-rounds', type=int, default=0,
+                        help='self-training rounds on the unlabelled inference images after '
+                        'the paper\'s pipeline (0: the paper\'s pipeline alone)')
+    parser.add_argument('--pseudo-target-precision', type=float,
+                        default=DEFAULT_TARGET_PRECISION,
+                        help='val precision the pseudo labels\' score threshold must keep')
     parser.add_argument('--stop-after', choices=STOP_POINTS,
                         help='train: only train the models; predict: train and predict')
     weights = parser.add_mutually_exclusive_group()
@@ -90,6 +102,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Postp
         except ValueError as err:
             parser.error(str(err))
         args.models = [spec.name]
+    if args.pseudo_rounds < 0:
+        parser.error('--pseudo-rounds must be >= 0')
+    if args.pseudo_rounds and args.no_val_weights:
+        parser.error('--pseudo-rounds chooses its threshold on val: it needs the val '
+                     'predictions that --no-val-weights skips')
     # absolute, so that the records name the same files whatever the working directory
     args.data_root, args.work_dir = args.data_root.absolute(), args.work_dir.absolute()
     settings = PostprocessSettings(args.fusion_thr, args.fusion_rule, args.weight_mapping,
@@ -134,6 +151,11 @@ def model_table(ctx: PipelineContext) -> Path:
     return out
 
 
+def pseudo_row(index: int) -> str:
+    """Table 3's row of a self-training round's final ensemble."""
+    return '+pseudo' if index == 1 else f'+pseudo x{index}'
+
+
 def print_summary(ctx: PipelineContext, outputs: dict[str, Path | None],
                   total: float) -> None:
     print('\n' + '=' * 78)
@@ -175,12 +197,21 @@ def run(args: argparse.Namespace, settings: PostprocessSettings) -> None:
               + ', '.join(f'{k} {v:.0f}' for k, v in runner.timings.items()))
         return
     weight_steps = [] if args.no_val_weights else val_weights(ctx)
-    final = fuse_and_ensemble(ctx, weight_steps)
-    outputs: dict[str, Path | None] = {'submission': write_submission(ctx, final)}
-    outputs['ablation'] = write_ablation(ctx, weight_steps)
+    rounds = [RoundResult(ctx, weight_steps, fuse_and_ensemble(ctx, weight_steps))]
+    for index in range(1, args.pseudo_rounds + 1):
+        rounds.append(pseudo_label_round(rounds[-1], work_dir / f'round{index}', check,
+                                         args.pseudo_target_precision))
+        for stage, seconds in rounds[-1].ctx.runner.timings.items():
+            runner.timings[f'round{index} {stage}'] += seconds
+    last = rounds[-1]
+    final_dir = last.ctx.preds('inference', 'ensemble')
+    outputs: dict[str, Path | None] = {
+        'submission': write_submission(ctx, last.final, final_dir)}
+    outputs['ablation'] = write_ablation(ctx, weight_steps, [
+        (pseudo_row(index), result.final) for index, result in enumerate(rounds[1:], 1)])
     if outputs['ablation'] is not None:
         outputs['models'] = model_table(ctx)
-    outputs['vis'] = write_overlays(ctx, final)
+    outputs['vis'] = write_overlays(ctx, last.final, final_dir)
     with runner.timed('bags'):
         write_bags(ctx, [s.outputs[0] for s in weight_steps])
     outputs['bags'] = work_dir / 'bags'

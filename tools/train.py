@@ -1,7 +1,7 @@
 """Train one model on one dataset of a VISION-layout data root.
 
     python tools/train.py CONFIG --data-root ROOT --dataset NAME [--work-dir DIR]
-        [--split SPLIT] [--no-validate] [--max-iters N] [--resume] [--amp | --no-amp]
+        [--split SPLIT] [--pseudo-labels ANN_FILE] [--no-validate] [--max-iters N] [--resume] [--amp | --no-amp]
         [--weights-dir DIR | --from-scratch] [--vis-backend tensorboard]
         [--predict SPLIT=OUT_DIR ... [--tta]] [--cfg-options k=v ...] [--launcher pytorch]
 
@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--split', default='train',
                         help='training split: train (validated on val), or train_val (train '
                         'and val read together, as the authors\' final models)')
+    parser.add_argument('--pseudo-labels', default=None, metavar='ANN_FILE',
+                        help='also train on these pseudo-labelled images of the inference '
+                        'split (tools/pseudo_label.py)')
     parser.add_argument('--val-split', default=None,
                         help='validation split (default: val when training on train)')
     parser.add_argument('--no-validate', action='store_true',
@@ -74,7 +77,7 @@ def _test_split(args: argparse.Namespace) -> str:
 
 def train(args: argparse.Namespace) -> None:
     cfg = prepare_config(args, train_split=args.split, val_split=args.val_split,
-                         test_split=_test_split(args))
+                         test_split=_test_split(args), pseudo_labels=args.pseudo_labels)
     # before the training: a split that cannot be predicted is an error now, not after it
     predictor = (SplitPredictor(cfg, args.data_root, args.dataset, args.predict, args.tta,
                                 train_split=args.split) if args.predict else None)

@@ -12,6 +12,8 @@ import io
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
+
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -91,6 +93,32 @@ def coco_map_mar(gt: COCO, detections: list[dict], iou_type: str = 'segm') -> di
         defined = values[values > -1]
         out[name] = float(defined.mean()) if defined.size else -1.0
     return out
+
+
+def matched_scores(gt: COCO, detections: list[dict], iou_thr: float = 0.5
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of ``detections`` and whether each is a true positive at mask IoU
+    ``iou_thr``, by pycocotools' own matching with no detection limit; detections
+    matched to crowd regions are left out, as COCO leaves them out."""
+    if not detections:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    with _quiet():
+        evaluator = COCOeval(gt, _results(gt, [dict(d) for d in detections]), 'segm')
+        params = evaluator.params
+        params.iouThrs = np.array([iou_thr])
+        params.areaRng, params.areaRngLbl = params.areaRng[:1], ['all']
+        params.maxDets = [len(detections)]
+        evaluator.evaluate()
+    scores, true = [], []
+    for result in evaluator.evalImgs:
+        if result is None:
+            continue
+        keep = ~np.asarray(result['dtIgnore'][0], dtype=bool)
+        scores.append(np.asarray(result['dtScores'])[keep])
+        true.append(np.asarray(result['dtMatches'][0])[keep] > 0)
+    if not scores:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    return np.concatenate(scores), np.concatenate(true)
 
 
 def evaluate_file(ann_file: str | Path, pred_file: str | Path,

@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 
 from custom_modules.formats import instance_results_path, semantic_results_path
 from custom_modules.postprocess.options import DEFAULTS, PostprocessSettings
+from custom_modules.postprocess.pseudo_labels import pseudo_label_path
 from custom_modules.vision import annotation_path
 from custom_modules.vision.registry import LEARNING_SPLITS, TRAIN_VAL
 
@@ -53,6 +54,8 @@ class PipelineContext:
     postprocess: PostprocessSettings = field(default_factory=lambda: DEFAULTS)
     stop_after: str | None = None  # 'train': train only; 'predict': no post-processing
     tta: bool = True  # instance models predict with test-time augmentation
+    # the step that wrote pseudo labels of the inference split (a self-training round)
+    pseudo_labels: Step | None = None
     # the steps whose outputs a later stage reads, by (split, model) and output name
     predictions: dict[tuple[str, str], list[Step]] = field(default_factory=dict)
 
@@ -151,6 +154,9 @@ def train_step(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split
         argv += ['--max-iters', iters]
     for backend in ctx.vis_backends:
         argv += ['--vis-backend', backend]
+    pseudo_labels = pseudo_label_file(ctx, dataset)
+    if pseudo_labels is not None:
+        argv += ['--pseudo-labels', pseudo_labels]
     if train_split == 'train':
         argv.append('--no-validate')
     argv += [*ctx.weights_args, *ctx.train_args]
@@ -159,10 +165,20 @@ def train_step(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split
     command = (['bash', 'tools/dist_train.sh', config, ctx.gpus, *argv] if ctx.gpus > 1
                else python_tool('tools/train.py', config, *argv))
     splits = LEARNING_SPLITS if train_split == TRAIN_VAL else (train_split, )
-    inputs = [*config_inputs(model),
-              *(annotation_path(ctx.data_root, dataset, s) for s in splits)]
+    inputs = [*config_inputs(model), *(annotation_path(ctx.data_root, dataset, s) for s in splits),
+              *([pseudo_labels] if pseudo_labels is not None else [])]
     return step('train', f'{model.name} {dataset} ({train_split})', command,
-                outputs=[run_dir / 'last_checkpoint'], inputs=inputs, after=[check])
+                outputs=[run_dir / 'last_checkpoint'], inputs=inputs,
+                after=[check, ctx.pseudo_labels])
+
+
+def pseudo_label_file(ctx: PipelineContext, dataset: str) -> Path | None:
+    """The pseudo-labelled split of ``dataset`` that this round trains on, if any (a
+    dataset whose val precision reached no threshold has none)."""
+    if ctx.pseudo_labels is None:
+        return None
+    path = pseudo_label_path(ctx.pseudo_labels.outputs[0].parent, dataset)
+    return path if path.is_file() else None
 
 
 def predict_step(ctx: PipelineContext, model: ModelSpec, dataset: str, trained: Step,
@@ -282,12 +298,13 @@ def _weight_args(weight_steps: list[Step], num_inputs: int) -> list[object]:
 
 def fuse_and_ensemble(ctx: PipelineContext, weight_steps: list[Step],
                       split: str = 'inference') -> Step:
-    """Semantic fusion into the first model, then the weighted mask-IoU ensemble, of
-    ``split``'s predictions; returns the ensemble's step."""
+    """Semantic fusion into the first model, then the weighted ensemble, of ``split``'s
+    predictions; returns the ensemble's step. Where the semantic model did not predict
+    the split (the full preset's val), the ensemble takes the first model unfused."""
     settings = ctx.postprocess
     first, *others = ctx.instance_models
     inputs, after = [ctx.preds(split, first.name)], list(ctx.steps_of(split, first.name))
-    if ctx.semantic_model is not None:
+    if ctx.semantic_model is not None and ctx.steps_of(split, ctx.semantic_model.name):
         fused = ctx.preds(split, f'{first.name}_segm')
         fusion = step('fuse', f'semantic into instances ({split})', python_tool(
             'tools/fuse_semantic.py', '--instances', inputs[0], '--semantic',
@@ -302,7 +319,7 @@ def fuse_and_ensemble(ctx: PipelineContext, weight_steps: list[Step],
         inputs.append(ctx.preds(split, model.name))
         after += ctx.steps_of(split, model.name)
     out = ctx.preds(split, 'ensemble')
-    ensemble = step('ensemble', f'weighted mask-IoU NMS ({split})', python_tool(
+    ensemble = step('ensemble', f'weighted ensemble ({split})', python_tool(
         'tools/ensemble.py', '--inputs', *inputs, '--out', out, '--data-root', ctx.data_root,
         '--split', split, '--datasets', *ctx.datasets, *settings.ensemble_flags(),
         *_weight_args(weight_steps, len(inputs))),
@@ -313,11 +330,12 @@ def fuse_and_ensemble(ctx: PipelineContext, weight_steps: list[Step],
     return ensemble
 
 
-def write_submission(ctx: PipelineContext, final: Step) -> Path:
-    """Validate the final predictions against the inference split and zip them."""
+def write_submission(ctx: PipelineContext, final: Step, pred_dir: Path | None = None) -> Path:
+    """Validate the final predictions (``final``'s, in ``pred_dir``; default: this run's
+    ensemble) against the inference split and zip them."""
     out = ctx.work_dir / 'submission.zip'
     ctx.runner.run(step('submission', 'validate and zip', python_tool(
-        'tools/make_submission.py', '--pred-dir', ctx.preds('inference', 'ensemble'),
+        'tools/make_submission.py', '--pred-dir', pred_dir or ctx.preds('inference', 'ensemble'),
         '--data-root', ctx.data_root, '--split', 'inference', '--datasets', *ctx.datasets,
         '--out', out), outputs=[out], inputs=ctx.annotation_files(['inference']),
         after=[final]))
@@ -330,8 +348,11 @@ def has_hidden_truth(ctx: PipelineContext) -> bool:
                for d in ctx.datasets)
 
 
-def write_ablation(ctx: PipelineContext, weight_steps: list[Step]) -> Path | None:
-    """The paper's Table 3, scored on the hidden inference ground truth when it exists."""
+def write_ablation(ctx: PipelineContext, weight_steps: list[Step],
+                   extra_rows: Iterable[tuple[str, Step]] = ()) -> Path | None:
+    """The paper's Table 3, scored on the hidden inference ground truth when it exists;
+    ``extra_rows`` (row name, ensemble step) add the final predictions of later rounds."""
+    extra_rows = list(extra_rows)
     if not has_hidden_truth(ctx):
         print('[ablation] no inference_gt split (real data): skipped')
         return None
@@ -348,21 +369,25 @@ def write_ablation(ctx: PipelineContext, weight_steps: list[Step]) -> Path | Non
         ctx.preds('inference', ctx.semantic_model.name), '--data-root', ctx.data_root,
         '--split', 'inference_gt', '--out-dir', out_dir, '--datasets', *ctx.datasets,
         '--score-thr', settings.fusion_thr, '--fusion-rule', settings.fusion_rule,
-        *settings.ensemble_flags(), *_weight_args(weight_steps, 3)),
+        *settings.ensemble_flags(), *_weight_args(weight_steps, 3),
+        *(['--extra-row', *(f'{name}={done.outputs[0].parent}' for name, done in extra_rows)]
+          if extra_rows else [])),
         outputs=[out_dir / f'table3.{s}' for s in ('md', 'csv', 'png', 'json')],
-        inputs=ctx.annotation_files(['inference_gt']), after=[*after, *weight_steps]))
+        inputs=ctx.annotation_files(['inference_gt']),
+        after=[*after, *weight_steps, *(done for _, done in extra_rows)]))
     for suffix in ('md', 'csv', 'png'):
         shutil.copyfile(out_dir / f'table3.{suffix}', ctx.work_dir / f'ablation.{suffix}')
     return ctx.work_dir / 'ablation.md'
 
 
-def write_overlays(ctx: PipelineContext, final: Step) -> Path:
-    """A few images per dataset with ground truth and predictions drawn side by side."""
+def write_overlays(ctx: PipelineContext, final: Step, pred_dir: Path | None = None) -> Path:
+    """A few images per dataset with ground truth and ``final``'s predictions (in
+    ``pred_dir``; default: this run's ensemble) drawn side by side."""
     split = 'inference_gt' if has_hidden_truth(ctx) else 'inference'
     out_dir = ctx.work_dir / 'vis'
     ctx.runner.run(step('vis', 'prediction overlays', python_tool(
         'tools/analysis_tools/visualize_results.py', '--data-root', ctx.data_root, '--split',
-        split, '--pred-dir', ctx.preds('inference', 'ensemble'), '--out-dir', out_dir,
+        split, '--pred-dir', pred_dir or ctx.preds('inference', 'ensemble'), '--out-dir', out_dir,
         '--datasets', *ctx.datasets), outputs=[out_dir / d for d in ctx.datasets],
         after=[final]))
     return out_dir

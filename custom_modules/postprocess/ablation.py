@@ -64,8 +64,11 @@ def run_ablation(model_dirs: Sequence[str | Path], semantic_dir: str | Path,
                  weight_files: Sequence[str | Path] | None = None,
                  weight_mapping: str = 'ratio', datasets: Sequence[str] | None = None,
                  score_thr: float = 0.5, rule: str = 'box', nms: NMSSettings = NMSSettings(),
-                 workers: int = 1) -> Scores:
+                 workers: int = 1, extra_rows: Mapping[str, str | Path] | None = None
+                 ) -> Scores:
     """Run the stages, score them, and write ``table3.{md,csv,json,png}`` to ``out_dir``.
+    ``extra_rows`` (row name -> predictions folder, e.g. a pseudo-label round's final
+    ensemble) are scored after the stages, in their order.
 
     Returns ``row name -> dataset -> COCO stats`` (fractions).
     """
@@ -75,6 +78,7 @@ def run_ablation(model_dirs: Sequence[str | Path], semantic_dir: str | Path,
                             + [(semantic_dir, SEMANTIC_SUFFIX)], datasets, require_all=True)
     folders = run_stages(model_dirs, semantic_dir, data_root, split, out_dir, names, weights,
                          weight_files, weight_mapping, score_thr, rule, nms, workers)
+    folders.update(extra_rows or {})
     scores = {name: evaluate_datasets(data_root, split, folder, names)
               for name, folder in folders.items()}
     stem = Path(out_dir) / 'table3'

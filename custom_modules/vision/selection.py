@@ -58,12 +58,13 @@ def is_semantic(cfg: Config) -> bool:
     return cfg.get('default_scope') == 'mmseg'
 
 
-def _point_dataset(inner: ConfigDict, data_root: Path, dataset: str, split: str,
-                   classes: tuple[str, ...], semantic: bool) -> None:
-    """Point one (innermost) dataset config at a split on disk."""
+def _point_files(inner: ConfigDict, data_root: Path, ann_file: Path, images: Path,
+                 classes: tuple[str, ...], semantic: bool) -> None:
+    """Point one (innermost) dataset config at an annotation file and its images folder
+    (paths under ``data_root`` relative to it, others absolute)."""
     inner.data_root = str(data_root)
-    inner.ann_file = str(annotation_path(data_root, dataset, split).relative_to(data_root))
-    images = image_dir(data_root, dataset, split).relative_to(data_root)  # inference_gt
+    inner.ann_file = str(_relative_if_under(ann_file, data_root))
+    images = _relative_if_under(images, data_root)
     if semantic:
         inner.data_prefix = dict(img_path=str(images))
     else:
@@ -71,20 +72,38 @@ def _point_dataset(inner: ConfigDict, data_root: Path, dataset: str, split: str,
         inner.metainfo = dict(classes=classes)
 
 
+def _relative_if_under(path: Path, root: Path) -> Path:
+    return path.relative_to(root) if path.is_relative_to(root) else path.resolve()
+
+
+def _point_dataset(inner: ConfigDict, data_root: Path, dataset: str, split: str,
+                   classes: tuple[str, ...], semantic: bool) -> None:
+    """Point one (innermost) dataset config at a split on disk."""
+    _point_files(inner, data_root, annotation_path(data_root, dataset, split),
+                 image_dir(data_root, dataset, split), classes, semantic)  # inference_gt
+
+
 def _point_train_dataset(loader_cfg: ConfigDict, data_root: Path, dataset: str, split: str,
-                         classes: tuple[str, ...], semantic: bool) -> None:
+                         classes: tuple[str, ...], semantic: bool,
+                         pseudo_labels: Path | None = None) -> None:
     """Point the training dataset at ``split``; ``train_val`` becomes a ``ConcatDataset``
     of train and val inside the config's wrappers, read from the data root as they are
     (in the merge export's order, so a seeded run sees the same samples in the same
-    order)."""
+    order). ``pseudo_labels``, an annotation file of the unlabelled split's images, is
+    read after them, each of its images weighing as much as a labelled one."""
     holder = _innermost_holder(loader_cfg)
-    if split != TRAIN_VAL:
+    if split != TRAIN_VAL and pseudo_labels is None:
         _point_dataset(holder.dataset, data_root, dataset, split, classes, semantic)
         return
     parts = []
-    for part in LEARNING_SPLITS:
+    for part in LEARNING_SPLITS if split == TRAIN_VAL else (split, ):
         part_cfg = ConfigDict(holder.dataset.to_dict())
         _point_dataset(part_cfg, data_root, dataset, part, classes, semantic)
+        parts.append(part_cfg)
+    if pseudo_labels is not None:
+        part_cfg = ConfigDict(holder.dataset.to_dict())
+        _point_files(part_cfg, data_root, pseudo_labels,
+                     image_dir(data_root, dataset, 'inference'), classes, semantic)
         parts.append(part_cfg)
     holder.dataset = ConfigDict(type='ConcatDataset', datasets=parts)
 
@@ -104,15 +123,18 @@ def set_num_classes(node: Any, num_classes: int) -> None:
 
 def select_dataset(cfg: Config, data_root: str | Path, dataset: str, *,
                    train_split: str | None = None, val_split: str | None = None,
-                   test_split: str | None = None) -> tuple[str, ...]:
+                   test_split: str | None = None,
+                   pseudo_labels: str | Path | None = None) -> tuple[str, ...]:
     """Set every dataset-derived field of ``cfg`` in place; return the class names.
 
     ``train_split`` defaults to ``train``; ``train_val`` trains on train and val together,
     as the authors' final models. Validation runs on ``val_split`` (default ``val`` when
     training on ``train``, none when training on ``train_val``, which holds val).
-    ``test_split`` sets the test loader. A detector's classes are the train split's
-    categories (less Roboflow's project category, with one line saying so). A config's
-    ``scale_rule`` (the tiny ones') is applied for the dataset.
+    ``test_split`` sets the test loader. ``pseudo_labels`` (an annotation file of images
+    of the unlabelled inference split, tools/pseudo_label.py) is trained on as well. A
+    detector's classes are the train split's categories (less Roboflow's project
+    category, with one line saying so). A config's ``scale_rule`` (the tiny ones') is
+    applied for the dataset; pseudo labels do not change it.
     """
     root = Path(data_root)
     semantic = is_semantic(cfg)
@@ -126,7 +148,10 @@ def select_dataset(cfg: Config, data_root: str | Path, dataset: str, *,
         if found.project_note() is not None:
             print_log(found.project_note(), logger='current')
         classes = found.names
-    _point_train_dataset(cfg.train_dataloader, root, dataset, train_split, classes, semantic)
+    if pseudo_labels is not None and not Path(pseudo_labels).is_file():
+        raise FormatError(f'{pseudo_labels}: missing pseudo-label annotation file')
+    _point_train_dataset(cfg.train_dataloader, root, dataset, train_split, classes, semantic,
+                         None if pseudo_labels is None else Path(pseudo_labels))
 
     if (val_split is None and train_split == 'train'
             and annotation_path(root, dataset, 'val').is_file()):

@@ -1,0 +1,52 @@
+"""Self-training rounds (``tools/run_pipeline.py --pseudo-rounds N``), beyond the paper.
+
+Round ``r`` takes round ``r - 1``'s final ensemble: on val (scored against val's ground
+truth) it sets the score threshold, on the inference split it gives the pseudo labels
+(tools/pseudo_label.py). Every model of the round then trains again, from the same
+initial weights, schedule and seed as round 0, on its labelled split and the
+pseudo-labelled images (each weighing as much as a labelled one), and predicts, fuses and
+ensembles as round 0 did. A round lives in ``<work dir>/round<r>/`` with the layout of the
+work dir itself (its own models, preds, metrics, records and logs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .runner import StageRunner, Step, python_tool, step
+from .stages import PipelineContext, fuse_and_ensemble, train_and_predict, val_weights
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What the next round and the final stages read from a round."""
+    ctx: PipelineContext
+    weight_steps: list[Step]
+    final: Step  # the round's ensemble of the inference split
+
+
+def write_pseudo_labels(prev: RoundResult, out: Path, target_precision: float) -> Step:
+    """Pseudo labels into ``out`` from ``prev``'s ensembles of val and of the inference
+    split."""
+    ctx = prev.ctx
+    val_final = fuse_and_ensemble(ctx, prev.weight_steps, split='val')
+    labels = step('pseudo', f'labels into {out.parent.name}', python_tool(
+        'tools/pseudo_label.py', '--data-root', ctx.data_root, '--val-preds',
+        ctx.preds('val', 'ensemble'), '--preds', ctx.preds('inference', 'ensemble'), '--out',
+        out, '--datasets', *ctx.datasets, '--target-precision', target_precision),
+        outputs=[out / 'pseudo_labels.json'], inputs=ctx.annotation_files(['val']),
+        after=[val_final, prev.final])
+    ctx.runner.run(labels)
+    return labels
+
+
+def pseudo_label_round(prev: RoundResult, folder: Path, check: Step,
+                       target_precision: float) -> RoundResult:
+    """Write the round's pseudo labels, then train, predict, weigh, fuse and ensemble with
+    them, everything under ``folder`` (``<work dir>/round<r>``)."""
+    labels = write_pseudo_labels(prev, folder / 'pseudo_labels', target_precision)
+    ctx = replace(prev.ctx, work_dir=folder, runner=StageRunner(folder), predictions={},
+                  pseudo_labels=labels)
+    train_and_predict(ctx, check, weights_from_val=True)
+    weight_steps = val_weights(ctx)
+    return RoundResult(ctx, weight_steps, fuse_and_ensemble(ctx, weight_steps))
