@@ -9,7 +9,8 @@ from custom_modules.formats import (SplitInfo, load_instance_results, load_json,
                                     load_semantic_results)
 from custom_modules.pipeline import MODELS as SPECS
 from custom_modules.pipeline import PRESETS, PipelineContext
-from custom_modules.pipeline.runner import StageRunner
+from custom_modules.pipeline.pseudo import RoundResult, carry_predictions
+from custom_modules.pipeline.runner import StageRunner, step
 from custom_modules.pipeline.stages import predict_step, train_step
 from custom_modules.synthetic import generate
 from custom_modules.vision import annotation_path, image_dir
@@ -161,3 +162,34 @@ def test_a_pseudo_label_round_trains_on_its_labels_and_adds_its_row(tmp_path):
     assert '[pseudo] labels into round1: running' in output
     # a rerun finds every stage of both rounds done
     assert _ran(run_pipeline(data_root, work_dir, dataset, *more)) == []
+    # a target no threshold reaches: no labels, so no retraining; round 0's result stands
+    output = run_pipeline(data_root, work_dir, dataset, *more[:2], '--pseudo-target-precision',
+                          '1.01', '--no-tta')
+    assert not any(line.startswith('[train]') for line in _ran(output))
+    assert 'no dataset got pseudo labels: round1 keeps the previous round' in output
+    round0 = work_dir / 'preds' / 'inference' / 'ensemble' / f'{dataset}.segm.json'
+    with zipfile.ZipFile(work_dir / 'submission.zip') as archive:
+        assert archive.read(f'{dataset}.segm.json') == round0.read_bytes()
+    scores = load_json(work_dir / 'ablation' / 'table3.json')
+    assert scores['+pseudo'] == scores['HTC+segm+R50+ConvNeXt']
+
+
+def test_datasets_without_pseudo_labels_carry_their_previous_predictions(tmp_path):
+    ctx = PipelineContext(data_root=tmp_path, work_dir=tmp_path / 'round1', datasets=['A'],
+                          models=['r50'], preset_name='tiny', preset=PRESETS['tiny'], gpus=1,
+                          runner=StageRunner(tmp_path / 'round1'))
+    previous = tmp_path / 'preds' / 'inference' / 'ensemble'
+    files = {d: previous / f'{d}.segm.json' for d in 'AB'}
+    for name, path in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'[] {name}')
+    round_a = ctx.preds('inference', 'ensemble') / 'A.segm.json'
+    round_a.parent.mkdir(parents=True)
+    round_a.write_text('[] A, round 1')
+    prev = RoundResult(ctx, [], step('ensemble', 'round 0', ['true'], outputs=files.values()))
+    final = step('ensemble', 'round 1', ['true'], outputs=[round_a])
+    carried = carry_predictions(prev, ctx, ['B'], final)
+    assert round_a.read_text() == '[] A, round 1'
+    assert (round_a.parent / 'B.segm.json').read_text() == '[] B'
+    assert carried.outputs[0] == round_a  # the folder later stages read
+    assert not ctx.runner.run(carried)  # done: a rerun skips it

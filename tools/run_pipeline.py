@@ -201,8 +201,9 @@ def run(args: argparse.Namespace, settings: PostprocessSettings) -> None:
     for index in range(1, args.pseudo_rounds + 1):
         rounds.append(pseudo_label_round(rounds[-1], work_dir / f'round{index}', check,
                                          args.pseudo_target_precision))
-        for stage, seconds in rounds[-1].ctx.runner.timings.items():
-            runner.timings[f'round{index} {stage}'] += seconds
+        if rounds[-1] is not rounds[-2]:
+            for stage, seconds in rounds[-1].ctx.runner.timings.items():
+                runner.timings[f'round{index} {stage}'] += seconds
     last = rounds[-1]
     final_dir = last.ctx.preds('inference', 'ensemble')
     outputs: dict[str, Path | None] = {
