@@ -54,14 +54,18 @@ def make_case(tmp_path: Path) -> dict[str, Path]:
     return dirs
 
 
+def run_ablation(capsys, dirs: dict[str, Path], out: Path, *more) -> tuple[int, str]:
+    """tools/ablation.py on ``make_case``'s predictions, scored on val."""
+    return run_cli(capsys, 'ablation.py', '--models', dirs['htc'], dirs['r50'],
+                   dirs['convnext'], '--semantic', dirs['sem'], '--data-root', dirs['root'],
+                   '--split', 'val', '--out-dir', out, *more)
+
+
 
 def test_ablation_table_matches_pycocotools(tmp_path, capsys):
     dirs = make_case(tmp_path)
     out = tmp_path / 'ablation'
-    code, err = run_cli(capsys, 'ablation.py', '--models', dirs['htc'], dirs['r50'],
-                        dirs['convnext'], '--semantic', dirs['sem'], '--data-root',
-                        dirs['root'], '--split', 'val', '--out-dir', out, '--weights', 1, 0.5,
-                        0.5)
+    code, err = run_ablation(capsys, dirs, out, '--weights', 1, 0.5, 0.5)
     assert code == 0, err
 
     # stage wiring: HTC copied unchanged; the ensembles take the fused HTC as first input
@@ -111,11 +115,9 @@ def test_ablation_takes_the_ensemble_options(tmp_path, capsys):
                           {'datasets': {d: {'mAP': m, 'mAR': m} for d in DATASETS}})
                for name, m in (('htc', 0.1), ('r50', 0.4), ('convnext', 0.2))]
     out = tmp_path / 'ablation'
-    code, err = run_cli(capsys, 'ablation.py', '--models', dirs['htc'], dirs['r50'],
-                        dirs['convnext'], '--semantic', dirs['sem'], '--data-root',
-                        dirs['root'], '--split', 'val', '--out-dir', out, '--weights-from',
-                        *metrics, '--weight-mapping', 'rank', '--suppress', 'cross-model',
-                        '--iou-thr', '0.3', '--max-per-img', '0', '--max-per-category', '2')
+    code, err = run_ablation(capsys, dirs, out, '--weights-from', *metrics, '--weight-mapping',
+                             'rank', '--suppress', 'cross-model', '--iou-thr', '0.3',
+                             '--max-per-img', '0', '--max-per-category', '2')
     assert code == 0, err
     nms = NMSSettings('cross-model', 0.3, max_per_img=None, max_per_category=2)
     for stage, n in (('htc_segm_r50', 2), ('htc_segm_r50_convnext', 3)):
@@ -134,9 +136,7 @@ def test_missing_semantic_file_is_an_error(tmp_path, capsys):
     dirs = make_case(tmp_path)
     semantic_results_path(dirs['sem'], 'Beta').unlink()
     out = tmp_path / 'ablation'
-    code, err = run_cli(capsys, 'ablation.py', '--models', dirs['htc'], dirs['r50'],
-                        dirs['convnext'], '--semantic', dirs['sem'], '--data-root',
-                        dirs['root'], '--split', 'val', '--out-dir', out, '--weights', 1, 1, 1)
+    code, err = run_ablation(capsys, dirs, out, '--weights', 1, 1, 1)
     assert code == 1
     missing = semantic_results_path(dirs['sem'], 'Beta')
     assert err.strip() == f'error: {missing}: file not found (dataset Beta)'
@@ -146,10 +146,8 @@ def test_missing_semantic_file_is_an_error(tmp_path, capsys):
 def test_extra_rows_are_scored_as_they_are_after_the_stages(tmp_path, capsys):
     dirs = make_case(tmp_path)
     out = tmp_path / 'ablation'
-    code, err = run_cli(capsys, 'ablation.py', '--models', dirs['htc'], dirs['r50'],
-                        dirs['convnext'], '--semantic', dirs['sem'], '--data-root',
-                        dirs['root'], '--split', 'val', '--out-dir', out, '--weights', 1, 0.5,
-                        0.5, '--extra-row', f'+pseudo={dirs["r50"]}')
+    code, err = run_ablation(capsys, dirs, out, '--weights', 1, 0.5, 0.5, '--extra-row',
+                             f'+pseudo={dirs["r50"]}')
     assert code == 0, err
     scores = json.loads((out / 'table3.json').read_text())
     assert list(scores) == [*ROWS, '+pseudo']
@@ -158,8 +156,6 @@ def test_extra_rows_are_scored_as_they_are_after_the_stages(tmp_path, capsys):
                                     instance_results_path(dirs['r50'], dataset))
         got = scores['+pseudo'][dataset]
         assert (got['mAP'], got['mAR']) == pytest.approx(expected)
-    code, err = run_cli(capsys, 'ablation.py', '--models', dirs['htc'], dirs['r50'],
-                        dirs['convnext'], '--semantic', dirs['sem'], '--data-root',
-                        dirs['root'], '--split', 'val', '--out-dir', tmp_path / 'bad',
-                        '--weights', 1, 0.5, 0.5, '--extra-row', str(dirs['r50']))
+    code, err = run_ablation(capsys, dirs, tmp_path / 'bad', '--weights', 1, 0.5, 0.5,
+                             '--extra-row', str(dirs['r50']))
     assert code != 0 and 'expected NAME=DIR' in err
