@@ -193,3 +193,15 @@ def test_datasets_without_pseudo_labels_carry_their_previous_predictions(tmp_pat
     assert (round_a.parent / 'B.segm.json').read_text() == '[] B'
     assert carried.outputs[0] == round_a  # the folder later stages read
     assert not ctx.runner.run(carried)  # done: a rerun skips it
+
+
+def test_copy_paste_goes_to_the_instance_models_training_only(tmp_path):
+    def train_args(model: str, copy_paste: bool):
+        ctx = PipelineContext(data_root=tmp_path, work_dir=tmp_path, datasets=['A'],
+                              models=[model], preset_name='tiny', preset=PRESETS['tiny'],
+                              gpus=1, runner=StageRunner(tmp_path), copy_paste=copy_paste)
+        trained = train_step(ctx, SPECS[model], 'A', 'train', check=None)
+        return load_tool('train').parse_args(trained.argv[2:])
+
+    assert train_args('htc', True).copy_paste and not train_args('htc', False).copy_paste
+    assert not train_args('mask2former', True).copy_paste

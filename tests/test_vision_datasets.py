@@ -31,7 +31,7 @@ from custom_modules.formats import FormatError
 from custom_modules.vision.merge import export_train_val
 from custom_modules.vision.semantic_masks import export_semantic_masks
 
-from tool_helpers import config_path
+from tool_helpers import config_path, load_tool
 
 ANN = '_annotations.coco.json'
 # Sample fields that name where a sample came from, not what it is.
@@ -281,3 +281,60 @@ def test_pseudo_labels_are_read_after_the_labelled_split(root, tmp_path):
     with pytest.raises(FormatError, match='missing pseudo-label annotation file'):
         load_config(config_path('cascade_r50_tiny'), None, str(root), 'Widget',
                     pseudo_labels=tmp_path / 'absent.json')
+
+
+def test_copy_paste_wraps_the_training_data_and_pastes_another_crops_objects(root,
+                                                                             monkeypatch):
+    from custom_modules.datasets.copy_paste import VisionCopyPaste, use_copy_paste
+
+    cfg = load_config(config_path('cascade_r50_tiny'), None, str(root), 'Widget',
+                      train_split='train_val')
+    use_copy_paste(cfg)
+    mixed = cfg.train_dataloader.dataset.dataset  # inside the schedule's RepeatDataset
+    assert mixed.type == 'MultiImageMixDataset' and mixed.dataset.type == 'ConcatDataset'
+    assert [t['type'] for t in mixed.pipeline] == ['VisionCopyPaste', 'FilterAnnotations',
+                                                   'RandomFlip', 'PackDetInputs']
+    for part in mixed.dataset.datasets:
+        assert [t['type'] for t in part.pipeline][-3:] == ['RandomCrop', 'FilterAnnotations',
+                                                           'Pad']
+    assert 'custom_modules.datasets.copy_paste' in cfg.custom_imports.imports
+    init_default_scope('mmdet')
+    dataset = DET_DATASETS.build(mixed)
+    # the source index stays inside the dataset (MMDetection's may fall one past its end)
+    draws = {VisionCopyPaste().get_indexes(dataset.dataset) for _ in range(200)}
+    assert draws == set(range(len(dataset.dataset)))
+    # the paste alone, every object of sample 2 onto sample 0: against the two crops
+    # drawn with the same seed and pasted by hand
+    dataset.pipeline, dataset.pipeline_types = dataset.pipeline[:1], dataset.pipeline_types[:1]
+    paste = dataset.pipeline[0]
+    monkeypatch.setattr(paste, 'get_indexes', lambda data: 2)
+    paste.selected = False  # every object of the source
+    pasted = _seeded(5, lambda: dataset[0])
+    dst, src = _seeded(5, lambda: (dataset.dataset[0], dataset.dataset[2]))
+    crop = tuple(mixed.dataset.datasets[0].pipeline[-3]['crop_size'])
+    assert dst['img'].shape[:2] == src['img'].shape[:2] == crop  # both padded to the crop
+    covered = src['gt_masks'].masks.any(axis=0)
+    expected = np.where(covered[..., None], src['img'], dst['img'])
+    np.testing.assert_array_equal(pasted['img'], expected)
+    kept = [m & ~covered for m in dst['gt_masks'].masks]
+    n_src = len(src['gt_masks'])
+    np.testing.assert_array_equal(pasted['gt_masks'].masks[-n_src:], src['gt_masks'].masks)
+    assert len(pasted['gt_masks']) <= len(kept) + n_src
+    for mask in pasted['gt_masks'].masks[:-n_src]:  # the survivors, less what was covered
+        assert not (mask & covered).any()
+    assert list(pasted['gt_bboxes_labels'][-n_src:]) == list(src['gt_bboxes_labels'])
+
+
+def test_training_with_copy_paste_runs_and_is_for_instance_models_only(root, tmp_path):
+    train = load_tool('train')
+    work_dir = tmp_path / 'run'
+    train.main([config_path('cascade_r50_tiny'), '--data-root', str(root), '--dataset',
+                'Widget', '--work-dir', str(work_dir), '--max-iters', '2', '--no-validate',
+                '--copy-paste'])
+    assert (work_dir / 'last_checkpoint').is_file()
+    dumped = (work_dir / 'cascade_r50_tiny.py').read_text()
+    assert "type='VisionCopyPaste'" in dumped and "type='MultiImageMixDataset'" in dumped
+    with pytest.raises(SystemExit, match='--copy-paste is for the instance models'):
+        train.main([config_path('mask2former_swinl_tiny'), '--data-root', str(root),
+                    '--dataset', 'Widget', '--work-dir', str(tmp_path / 'sem'),
+                    '--max-iters', '2', '--copy-paste'])

@@ -4,7 +4,7 @@
         [--datasets A B ...] [--models htc r50 convnext mask2former] [--gpus N] [--jobs J]
         [--synthetic] [--seed S] [--iters N] [--no-val-weights] [--stop-after train|predict]
         [--weights-dir DIR | --from-scratch] [--vis-backend tensorboard] [--no-tta]
-        [--pseudo-rounds N [--pseudo-target-precision P]] [--train-args ...]
+        [--copy-paste] [--pseudo-rounds N [--pseudo-target-precision P]] [--train-args ...]
         [fusion and ensemble options: --fusion-thr T --fusion-rule R --suppress ...]
 
 Stages: check of the data root (read only) -> train-only models predict val (scored: the
@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Postp
     parser.add_argument('--no-tta', action='store_true',
                         help='predict at the test scale only (a CPU budget for datasets '
                         'whose scales the tiny scale rule grew; see the README)')
+    parser.add_argument('--copy-paste', action='store_true',
+                        help='the instance models train with MMDetection\'s CopyPaste of '
+                        'labelled defects onto other training crops')
     parser.add_argument('--pseudo-rounds', type=int, default=0,
                         help='self-training rounds on the unlabelled inference images after '
                         'the paper\'s pipeline (0: the paper\'s pipeline alone)')
@@ -187,7 +190,8 @@ def run(args: argparse.Namespace, settings: PostprocessSettings) -> None:
                           vis_backends=tuple(args.vis_backend),
                           weights_args=tuple(weights_arguments(args)),
                           train_args=tuple(args.train_args), postprocess=settings,
-                          stop_after=args.stop_after, tta=not args.no_tta)
+                          stop_after=args.stop_after, tta=not args.no_tta,
+                          copy_paste=args.copy_paste)
     print(f'pipeline: {len(datasets)} datasets ({", ".join(datasets)}), models '
           f'{", ".join(args.models)}, preset {args.preset}, work dir {work_dir}')
     check = check_data(ctx)

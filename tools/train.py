@@ -1,7 +1,7 @@
 """Train one model on one dataset of a VISION-layout data root.
 
     python tools/train.py CONFIG --data-root ROOT --dataset NAME [--work-dir DIR]
-        [--split SPLIT] [--pseudo-labels ANN_FILE] [--no-validate] [--max-iters N] [--resume] [--amp | --no-amp]
+        [--split SPLIT] [--pseudo-labels ANN_FILE] [--copy-paste] [--no-validate] [--max-iters N] [--resume] [--amp | --no-amp]
         [--weights-dir DIR | --from-scratch] [--vis-backend tensorboard]
         [--predict SPLIT=OUT_DIR ... [--tta]] [--cfg-options k=v ...] [--launcher pytorch]
 
@@ -30,6 +30,7 @@ from custom_modules.engine.checkpoints import finished_run
 from custom_modules.engine.weights import use_prepared_weights
 from custom_modules.formats import FormatError
 from custom_modules.vision import annotation_path
+from custom_modules.vision.selection import is_semantic
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--pseudo-labels', default=None, metavar='ANN_FILE',
                         help='also train on these pseudo-labelled images of the inference '
                         'split (tools/pseudo_label.py)')
+    parser.add_argument('--copy-paste', action='store_true',
+                        help='instance models: paste labelled defects of one training crop '
+                        'onto another (MMDetection\'s CopyPaste)')
     parser.add_argument('--val-split', default=None,
                         help='validation split (default: val when training on train)')
     parser.add_argument('--no-validate', action='store_true',
@@ -81,6 +85,12 @@ def train(args: argparse.Namespace) -> None:
     # before the training: a split that cannot be predicted is an error now, not after it
     predictor = (SplitPredictor(cfg, args.data_root, args.dataset, args.predict, args.tta,
                                 train_split=args.split) if args.predict else None)
+    if args.copy_paste:
+        if is_semantic(cfg):
+            raise FormatError(f'{args.config}: --copy-paste is for the instance models')
+        from custom_modules.datasets.copy_paste import use_copy_paste  # imports MMDetection's
+
+        use_copy_paste(cfg)
     if args.amp or args.no_amp:
         set_amp(cfg, args.amp)
     use_prepared_weights(cfg, args.weights_dir, args.from_scratch)

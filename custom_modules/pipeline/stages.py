@@ -54,6 +54,7 @@ class PipelineContext:
     postprocess: PostprocessSettings = field(default_factory=lambda: DEFAULTS)
     stop_after: str | None = None  # 'train': train only; 'predict': no post-processing
     tta: bool = True  # instance models predict with test-time augmentation
+    copy_paste: bool = False  # instance models train with MMDetection's CopyPaste
     # the step that wrote pseudo labels of the inference split (a self-training round)
     pseudo_labels: Step | None = None
     # the steps whose outputs a later stage reads, by (split, model) and output name
@@ -157,6 +158,8 @@ def train_step(ctx: PipelineContext, model: ModelSpec, dataset: str, train_split
     pseudo_labels = pseudo_label_file(ctx, dataset)
     if pseudo_labels is not None:
         argv += ['--pseudo-labels', pseudo_labels]
+    if ctx.copy_paste and not model.semantic:
+        argv.append('--copy-paste')
     if train_split == 'train':
         argv.append('--no-validate')
     argv += [*ctx.weights_args, *ctx.train_args]
