@@ -21,7 +21,7 @@ from mmdet.registry import DATASETS as DET_DATASETS
 from mmdet.registry import METRICS as DET_METRICS
 from mmengine.config import ConfigDict
 from mmengine.dataset import RepeatDataset
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope, init_default_scope
 from mmseg.registry import DATASETS as SEG_DATASETS
 from mmseg.registry import TRANSFORMS as SEG_TRANSFORMS
 from pycocotools import mask as mask_utils
@@ -273,10 +273,10 @@ def test_pseudo_labels_are_read_after_the_labelled_split(root, tmp_path):
     # the semantic model reads them as one more defect mask
     cfg = load_config(config_path('mask2former_swinl_tiny'), None, str(root), 'Widget',
                       train_split='train', pseudo_labels=pseudo)
-    init_default_scope('mmseg')
-    semantic = SEG_DATASETS.build(cfg.train_dataloader.dataset.dataset)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        semantic = SEG_DATASETS.build(cfg.train_dataloader.dataset.dataset)
+        load_mask = SEG_TRANSFORMS.build(dict(type='LoadDefectMask'))
     last = semantic.get_data_info(len(semantic) - 1)
-    load_mask = SEG_TRANSFORMS.build(dict(type='LoadDefectMask'))
     np.testing.assert_array_equal(load_mask(dict(last))['gt_seg_map'], mask)
     with pytest.raises(FormatError, match='missing pseudo-label annotation file'):
         load_config(config_path('cascade_r50_tiny'), None, str(root), 'Widget',

@@ -16,6 +16,7 @@ import torch
 import torchvision
 from mmdet.models.roi_heads.mask_heads import FusedSemanticHead
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from reference_cbnetv2 import ReferenceCBSwin, randomize_
 from safetensors.torch import save_file as save_safetensors
 
@@ -69,8 +70,9 @@ def cbnetv2_htc(path: Path) -> dict:
     state.update(_randomized({k: v for k, v in detector.items()
                               if not k.startswith('backbone.')}))
     width = _config('htc').model.neck.out_channels
-    semantic = FusedSemanticHead(num_ins=5, fusion_level=1, in_channels=width,
-                                 conv_out_channels=width, num_classes=183)
+    with DefaultScope.overwrite_default_scope('mmdet'):  # its loss from MMDetection's registry
+        semantic = FusedSemanticHead(num_ins=5, fusion_level=1, in_channels=width,
+                                     conv_out_channels=width, num_classes=183)
     state.update(('roi_head.semantic_head.' + k, v) for k, v in semantic.state_dict().items())
     torch.save({'state_dict': state, 'meta': {'mmdet_version': '2.14.0'}}, path)
     return state
