@@ -4,8 +4,9 @@
         [--target-precision 0.7] [--keep-empty] [--datasets A B ...]
 
 Per dataset, the score threshold is chosen on val (--val-preds: the ensemble's val
-predictions, scored against val's ground truth): the lowest of 0.95, 0.90, ..., 0.05 at
-which the detections above it are still at least --target-precision true at mask IoU 0.5.
+predictions, scored against val's ground truth): walking 0.95, 0.90, ..., 0.05 down, the
+last score before the detections above it fall under --target-precision true at mask IoU
+0.5.
 The inference predictions (--preds) above it become ``OUT/<Dataset>/_annotations.coco.json``
 (images of the inference split, RLE masks, the inference file's category ids), trained on
 with ``tools/train.py --pseudo-labels``; ``OUT/pseudo_labels.json`` records each

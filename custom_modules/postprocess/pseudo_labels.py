@@ -3,8 +3,8 @@ written as a labelled split for a second round of training (self-training).
 
 The score threshold comes from a labelled split (val): the ensemble's val detections are
 matched to val's ground truth as COCO matches them (mask IoU >= 0.5, greedy by score, one
-ground truth per detection, per image and category), and the threshold is the lowest
-score of a grid at which the detections above it are still at least ``target_precision``
+ground truth per detection, per image and category); walking a grid of scores down, the
+threshold is the last one before the detections above it fall under ``target_precision``
 true. The unlabelled split's own ground truth, where one exists, is never read.
 """
 from __future__ import annotations
