@@ -31,7 +31,7 @@ class RoundResult:
     final: Step  # the step that wrote the round's final predictions of the inference split
 
 
-def write_pseudo_labels(prev: RoundResult, out: Path, target_precision: float) -> Step:
+def pseudo_label_step(prev: RoundResult, out: Path, target_precision: float) -> Step:
     """Pseudo labels into ``out`` from ``prev``'s ensembles of val and of the inference
     split."""
     ctx = prev.ctx
@@ -67,7 +67,7 @@ def pseudo_label_round(prev: RoundResult, folder: Path, check: Step,
     them the datasets that got some, everything under ``folder`` (``<work dir>/round<r>``);
     ``prev`` itself when no dataset got any."""
     out = folder / 'pseudo_labels'
-    labels = write_pseudo_labels(prev, out, target_precision)
+    labels = pseudo_label_step(prev, out, target_precision)
     labelled = [d for d in prev.ctx.datasets if pseudo_label_path(out, d).is_file()]
     if not labelled:
         print(f'[pseudo] no dataset got pseudo labels: {folder.name} keeps the previous round')
