@@ -105,11 +105,15 @@ def test_a_changed_setting_redoes_exactly_the_steps_it_reaches(pipeline_run):
     assert 'outputs missing, redoing' in output and val.read_bytes() == expected
 
 
+def _context(tmp_path, model: str, **options) -> PipelineContext:
+    """A pipeline context of one model and dataset ``A`` (tiny preset), for building steps."""
+    return PipelineContext(data_root=tmp_path, work_dir=tmp_path, datasets=['A'],
+                           models=[model], preset_name='tiny', preset=PRESETS['tiny'], gpus=1,
+                           runner=StageRunner(tmp_path), **options)
+
+
 def test_training_runs_get_the_pipeline_vis_backends_seed_and_split(tmp_path):
-    ctx = PipelineContext(data_root=tmp_path, work_dir=tmp_path, datasets=['A'],
-                          models=['r50'], preset_name='tiny', preset=PRESETS['tiny'], gpus=1,
-                          runner=StageRunner(tmp_path), vis_backends=('tensorboard', ),
-                          seed=3)
+    ctx = _context(tmp_path, 'r50', vis_backends=('tensorboard', ), seed=3)
     trained = train_step(ctx, SPECS['r50'], 'A', 'train', check=None)
     script, *argv = trained.argv[1:]
     assert script == 'tools/train.py'
@@ -121,9 +125,7 @@ def test_training_runs_get_the_pipeline_vis_backends_seed_and_split(tmp_path):
 
 def test_no_tta_predicts_instance_models_at_the_test_scale(tmp_path):
     def predict_args(model: str, tta: bool):
-        ctx = PipelineContext(data_root=tmp_path, work_dir=tmp_path, datasets=['A'],
-                              models=[model], preset_name='tiny', preset=PRESETS['tiny'],
-                              gpus=1, runner=StageRunner(tmp_path), tta=tta)
+        ctx = _context(tmp_path, model, tta=tta)
         trained = train_step(ctx, SPECS[model], 'A', 'train', check=None)
         predicted = predict_step(ctx, SPECS[model], 'A', trained, 'train', 'inference')
         return load_tool('test').parse_args(predicted.argv[2:])  # as tools/test.py reads them
@@ -197,9 +199,7 @@ def test_datasets_without_pseudo_labels_carry_their_previous_predictions(tmp_pat
 
 def test_copy_paste_goes_to_the_instance_models_training_only(tmp_path):
     def train_args(model: str, copy_paste: bool):
-        ctx = PipelineContext(data_root=tmp_path, work_dir=tmp_path, datasets=['A'],
-                              models=[model], preset_name='tiny', preset=PRESETS['tiny'],
-                              gpus=1, runner=StageRunner(tmp_path), copy_paste=copy_paste)
+        ctx = _context(tmp_path, model, copy_paste=copy_paste)
         trained = train_step(ctx, SPECS[model], 'A', 'train', check=None)
         return load_tool('train').parse_args(trained.argv[2:])
 
