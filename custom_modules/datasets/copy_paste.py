@@ -15,6 +15,8 @@ from mmdet.datasets.transforms import CopyPaste
 from mmdet.registry import TRANSFORMS
 from mmengine.config import Config, ConfigDict
 
+from custom_modules.vision.selection import innermost_holder
+
 MODULE = 'custom_modules.datasets.copy_paste'
 # the transforms that stay with each sample; the ones after them run after the paste
 PER_SAMPLE_UNTIL = 'FilterAnnotations'
@@ -48,9 +50,7 @@ def _innermost_datasets(node: ConfigDict) -> list[ConfigDict]:
 
 def use_copy_paste(cfg: Config, max_num_pasted: int = 100) -> None:
     """Train ``cfg`` (an instance config, its dataset chosen) with copy-paste."""
-    holder = cfg.train_dataloader
-    while 'dataset' in holder.dataset and holder.dataset.type != 'ConcatDataset':
-        holder = holder.dataset  # through RepeatDataset and the like
+    holder = innermost_holder(cfg.train_dataloader)  # inside RepeatDataset and the like
     mixed = None
     for inner in _innermost_datasets(holder.dataset):
         per_sample, after = _split_pipeline(inner.pipeline)

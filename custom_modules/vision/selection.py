@@ -45,8 +45,9 @@ def innermost_dataset(dataset_cfg: ConfigDict) -> ConfigDict:
     return dataset_cfg
 
 
-def _innermost_holder(loader_cfg: ConfigDict) -> ConfigDict:
-    """The config node whose ``dataset`` is the innermost dataset of a dataloader."""
+def innermost_holder(loader_cfg: ConfigDict) -> ConfigDict:
+    """The config node whose ``dataset`` is a dataloader's innermost dataset (or the
+    ``ConcatDataset`` of its parts), inside the wrappers such as ``RepeatDataset``."""
     node = loader_cfg
     while 'dataset' in node.dataset:
         node = node.dataset
@@ -91,7 +92,7 @@ def _point_train_dataset(loader_cfg: ConfigDict, data_root: Path, dataset: str, 
     (in the merge export's order, so a seeded run sees the same samples in the same
     order). ``pseudo_labels``, an annotation file of the unlabelled split's images, is
     read after them, each of its images weighing as much as a labelled one."""
-    holder = _innermost_holder(loader_cfg)
+    holder = innermost_holder(loader_cfg)
     if split != TRAIN_VAL and pseudo_labels is None:
         _point_dataset(holder.dataset, data_root, dataset, split, classes, semantic)
         return
