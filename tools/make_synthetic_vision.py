@@ -1,7 +1,7 @@
 """Write synthetic industrial-inspection datasets in the VISION layout.
 
     python tools/make_synthetic_vision.py --out ROOT [--seed S] [--num-datasets N]
-        [--preset demo|full|smoke]
+        [--preset demo|full|semi|smoke]
 
 Each dataset gets train/val (COCO polygons), inference (images only) and inference_gt
 (the inference split's hidden ground truth). The same seed gives the same bytes; see
@@ -24,6 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         '(default: the preset\'s number)')
     parser.add_argument('--preset', choices=sorted(PRESETS), default='demo',
                         help='smoke: tiny, for tests; demo: a CPU demo in minutes (default); '
+                        'semi: the demo\'s images, 8/6 labelled and 48 unlabelled per dataset; '
                         'full: VISION-like sizes and counts')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser.parse_args(argv)

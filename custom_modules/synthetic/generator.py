@@ -43,6 +43,9 @@ PRESETS: dict[str, Preset] = {
     'smoke': Preset(2, (6, 3, 4), (128, 256), min_defect_px=12, max_defects=2),
     # a CPU demo trains tiny models on it in minutes; defects large enough to learn
     'demo': Preset(3, (16, 6, 12), (256, 512), min_defect_px=18, max_defects=3),
+    # the demo's images with VISION's balance: few labelled, many more unlabelled
+    # (self-training measurements)
+    'semi': Preset(3, (8, 6, 48), (256, 512), min_defect_px=18, max_defects=3),
     # VISION-like sizes and counts
     'full': Preset(None, None, None, min_defect_px=6, max_defects=5),
 }
