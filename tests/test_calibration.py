@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from coco_builders import call_tool
-from custom_modules.formats import encode_mask
+from custom_modules.formats import FormatError, encode_mask
 from custom_modules.postprocess.calibration import (MIN_PAIRS, ScoreCalibration,
                                                     calibrate_detections, fit_calibration,
-                                                    paired_scores)
+                                                    load_calibration, paired_scores)
 from postprocess_helpers import cocoeval_map_mar, det, rect, run_cli, write_json, write_split
 
 
@@ -109,7 +109,7 @@ def test_the_tool_fits_on_the_labelled_split_and_calibrates_each_folder(tmp_path
     write_json(tmp_path / 'val_single/D.segm.json', single)
     write_json(tmp_path / 'inf_tta/D.segm.json', inference)
     code = call_tool('calibrate_scores.py', '--fit-merged', tmp_path / 'val_tta',
-                     '--fit-single', tmp_path / 'val_single',
+                     '--fit-single', tmp_path / 'val_single', '--out', tmp_path / 'maps',
                      '--apply', f'{tmp_path / "val_tta"}={tmp_path / "val_cal"}',
                      f'{tmp_path / "inf_tta"}={tmp_path / "inf_cal"}')
     assert code == 0
@@ -120,9 +120,8 @@ def test_the_tool_fits_on_the_labelled_split_and_calibrates_each_folder(tmp_path
     assert inf_cal[0]['score'] == pytest.approx(single[3]['score'])
     assert {k: v for k, v in inf_cal[0].items() if k != 'score'} == \
         {k: v for k, v in json.loads(json.dumps(inference))[0].items() if k != 'score'}
-    saved = json.loads((tmp_path / 'inf_cal/D.calibration.json').read_text())
-    assert saved == json.loads((tmp_path / 'val_cal/D.calibration.json').read_text())
-    assert saved['pairs'] == 12
+    saved = load_calibration(tmp_path / 'maps', 'D')
+    assert saved.pairs == 12 and saved(val[3]['score']) == pytest.approx(single[3]['score'])
 
 
 def test_a_missing_file_is_one_line_naming_it_and_nothing_is_written(tmp_path, capsys):
@@ -130,8 +129,26 @@ def test_a_missing_file_is_one_line_naming_it_and_nothing_is_written(tmp_path, c
     write_json(tmp_path / 'inf_tta/D.segm.json', [])
     (tmp_path / 'val_single').mkdir()
     code, err = run_cli(capsys, 'calibrate_scores.py', '--fit-merged', tmp_path / 'val_tta',
-                        '--fit-single', tmp_path / 'val_single',
+                        '--fit-single', tmp_path / 'val_single', '--out', tmp_path / 'maps',
                         '--apply', f'{tmp_path / "inf_tta"}={tmp_path / "inf_cal"}')
     assert code != 0
     assert err.strip().count('\n') == 0 and 'val_single/D.segm.json: file not found' in err
-    assert not (tmp_path / 'inf_cal').exists()
+    assert not (tmp_path / 'inf_cal').exists() and not (tmp_path / 'maps').exists()
+
+
+def test_a_malformed_file_of_a_later_dataset_leaves_no_output(tmp_path, capsys):
+    for name in ('A', 'B'):
+        for folder in ('val_tta', 'val_single', 'inf_tta'):
+            write_json(tmp_path / folder / f'{name}.segm.json', [det(1, rect(0, 5, 0, 5), 0.5)])
+    (tmp_path / 'inf_tta/B.segm.json').write_text('{not json')
+    code, err = run_cli(capsys, 'calibrate_scores.py', '--fit-merged', tmp_path / 'val_tta',
+                        '--fit-single', tmp_path / 'val_single', '--out', tmp_path / 'maps',
+                        '--apply', f'{tmp_path / "inf_tta"}={tmp_path / "inf_cal"}')
+    assert code != 0 and 'inf_tta/B.segm.json' in err and err.strip().count('\n') == 0
+    assert not (tmp_path / 'inf_cal').exists() and not (tmp_path / 'maps').exists()
+
+
+def test_a_map_that_does_not_increase_is_refused_naming_its_file(tmp_path):
+    write_json(tmp_path / 'D.calibration.json', {'pairs': 12, 'knots': [[0.1, 0.5], [0.2, 0.4]]})
+    with pytest.raises(FormatError, match=r'D\.calibration\.json: not a score calibration'):
+        load_calibration(tmp_path, 'D')

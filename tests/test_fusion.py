@@ -12,6 +12,7 @@ from custom_modules.formats import (FormatError, encode_mask, instance_results_p
                                     load_instance_results, save_instance_results,
                                     save_semantic_results, semantic_results_path)
 from custom_modules.postprocess import box_pixel_range, box_rle, fuse_dirs, fuse_image
+from custom_modules.postprocess.calibration import ScoreCalibration
 from postprocess_helpers import (HEIGHT, WIDTH, decode, det, rect, run_cli, write_json,
                                  write_split)
 
@@ -193,3 +194,27 @@ def test_fusion_is_exact_on_random_masks():
         else:
             assert out['bbox'] == [0.0, 0.0, 0.0, 0.0]
         assert mask_utils.area(out['segmentation']) == expected.sum()
+
+
+def test_with_a_calibration_tau1_is_compared_with_calibrated_scores(tmp_path, capsys):
+    """A TTA-scored instance at 0.3 that its map sends to 0.6 is fused at tau1 = 0.5; the
+    one at 0.2 (calibrated 0.4) is not, and scores are written as they came."""
+    inst_dir, sem_dir = tmp_path / 'inst', tmp_path / 'sem'
+    dets = [det(1, rect(4, 6, 4, 6), 0.3, bbox=[2.0, 2.0, 6.0, 6.0]),
+            det(1, rect(12, 14, 4, 6), 0.2, bbox=[2.0, 10.0, 6.0, 6.0])]
+    save_instance_results(dets, instance_results_path(inst_dir, 'Alpha'))
+    save_semantic_results({1: encode_mask(semantic_mask())},
+                          semantic_results_path(sem_dir, 'Alpha'))
+    write_json(tmp_path / 'maps/Alpha.calibration.json',
+               ScoreCalibration(((0.2, 0.4), (0.3, 0.6)), pairs=12).to_json())
+    fused = {}
+    for name, extra in (('raw', []), ('calibrated', ['--calibration', tmp_path / 'maps'])):
+        code, err = run_cli(capsys, 'fuse_semantic.py', '--instances', inst_dir, '--semantic',
+                            sem_dir, '--out', tmp_path / name, '--score-thr', '0.5', *extra)
+        assert code == 0, err
+        fused[name] = load_instance_results(tmp_path / name / 'Alpha.segm.json')
+    assert [decode(d['segmentation']).sum() for d in fused['raw']] == [4, 4]
+    first, second = fused['calibrated']
+    assert np.array_equal(decode(first['segmentation']), rect(2, 8, 2, 8))
+    assert decode(second['segmentation']).sum() == 4
+    assert [d['score'] for d in fused['calibrated']] == [0.3, 0.2]

@@ -11,7 +11,9 @@ from custom_modules.pipeline import MODELS as SPECS
 from custom_modules.pipeline import PRESETS, PipelineContext
 from custom_modules.pipeline.pseudo import RoundResult, carry_predictions
 from custom_modules.pipeline.runner import StageRunner, step
-from custom_modules.pipeline.stages import predict_step, train_step
+from custom_modules.pipeline.stages import calibrates, predict_step, train_step
+from custom_modules.postprocess.calibration import load_calibration
+from custom_modules.postprocess.options import DEFAULTS
 from custom_modules.synthetic import generate
 from custom_modules.vision import annotation_path, image_dir
 from custom_modules.vision.annotations import load_coco
@@ -45,9 +47,17 @@ def test_every_stage_writes_valid_files(pipeline_run):
     assert (work_dir / 'bags' / f'{dataset}.json').is_file()  # tests/test_infer.py reads it
     assert output.rstrip().endswith(f'report: {work_dir / "report" / "index.html"}')
     timings = load_json(work_dir / 'timings.json')
-    # each model predicts val and inference in the process that trained it
-    assert {'train', 'ensemble'} <= set(timings['stages_s'])
-    assert 'predict' not in timings['stages_s'] and not list((work_dir / 'logs').glob('pred*'))
+    assert {'train', 'calibrate', 'ensemble'} <= set(timings['stages_s'])
+    # each model predicts val and inference with TTA in the process that trained it; HTC,
+    # the fused model, predicts val once more at the test scale alone for its score maps
+    assert [p.name for p in (work_dir / 'logs').glob('pred*')] == [
+        f'predict_htc_{dataset}_val_single_scale_.log']
+    calibration = load_calibration(work_dir / 'calibration' / 'htc', dataset)
+    for split in ('val', 'inference'):
+        fused = load_json(work_dir / 'records' / f'fuse_semantic_into_instances_{split}_.done.json')
+        assert fused['argv'][-2:] == ['--calibration', str(work_dir / 'calibration' / 'htc')]
+    bag = load_json(work_dir / 'bags' / f'{dataset}.json')
+    assert bag['fusion']['score_thr'] == calibration.threshold(DEFAULTS.fusion_thr)
     assert 'Time per stage' in output and 'Iter(train)' in output
     # every training run is seeded (the driver's --seed, 0 by default): reruns reproduce
     train_logs = list((work_dir / 'logs').glob('train_*.log'))
@@ -132,6 +142,21 @@ def test_no_tta_predicts_instance_models_at_the_test_scale(tmp_path):
 
     assert predict_args('r50', tta=True).tta and not predict_args('r50', tta=False).tta
     assert not predict_args('mask2former', tta=True).tta  # semantic: one scale always
+
+
+def test_only_the_fused_model_with_tta_gets_score_maps(tmp_path):
+    ctx = PipelineContext(data_root=tmp_path, work_dir=tmp_path, datasets=['A'],
+                          models=['htc', 'r50', 'convnext', 'mask2former'], preset_name='tiny',
+                          preset=PRESETS['tiny'], gpus=1, runner=StageRunner(tmp_path))
+    assert [m.name for m in SPECS.values() if calibrates(ctx, m)] == ['htc']
+    ctx.tta = False  # single-scale scores already
+    assert not any(calibrates(ctx, m) for m in SPECS.values())
+    ctx.tta, ctx.models = True, ['htc', 'r50', 'convnext']  # no fusion
+    assert not any(calibrates(ctx, m) for m in SPECS.values())
+    single = predict_step(_context(tmp_path, 'htc'), SPECS['htc'], 'A', None, 'train', 'val',
+                          single_scale=True)
+    args = load_tool('test').parse_args(single.argv[2:])
+    assert not args.tta and args.predict[0].out_dir == tmp_path / 'preds/val/htc_single'
 
 
 def test_a_pseudo_label_round_trains_on_its_labels_and_adds_its_row(tmp_path):

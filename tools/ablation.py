@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
                               weight_files=args.weights_from,
                               weight_mapping=args.weight_mapping, datasets=args.datasets,
                               score_thr=args.score_thr, rule=args.fusion_rule, nms=nms,
-                              workers=args.workers,
+                              workers=args.workers, calibration_dir=args.calibration,
                               extra_rows=dict(row.split('=', 1) for row in args.extra_row))
     except FormatError as err:
         sys.exit(f'error: {err}')

@@ -1,14 +1,15 @@
 """Map test-time-augmented scores onto the single-scale model's scale, fitted on val.
 
     python tools/calibrate_scores.py --fit-merged VAL_TTA_DIR --fit-single VAL_SINGLE_DIR
-        --apply IN_DIR=OUT_DIR [IN_DIR=OUT_DIR ...] [--datasets A B ...]
+        --out CALIBRATION_DIR [--apply IN_DIR=OUT_DIR ...] [--datasets A B ...]
 
 For each dataset, the same objects predicted with TTA (``--fit-merged``) and at the test
 scale alone (``--fit-single``) on a labelled split fit a strictly increasing map of the
-merged scores onto the single-scale ones; each ``--apply`` directory (for example that
-split and the inference split, both with TTA) is written calibrated into its OUT_DIR with
-the map beside it (``<Dataset>.calibration.json``). Rankings, hence mAP and mAR, stay as
-they are; see ``custom_modules/postprocess/calibration.py``.
+merged scores onto the single-scale ones, written to ``CALIBRATION_DIR/<Dataset>.
+calibration.json``: ``tools/fuse_semantic.py --calibration CALIBRATION_DIR`` then compares
+tau1 with calibrated scores. Each ``--apply`` directory (TTA predictions of the same
+model) is also written with calibrated scores into its OUT_DIR; rankings, hence mAP and
+mAR, stay as they are. See ``custom_modules/postprocess/calibration.py``.
 """
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='TTA predictions of a labelled split')
     parser.add_argument('--fit-single', required=True, type=Path,
                         help='single-scale predictions of the same split and model')
-    parser.add_argument('--apply', required=True, nargs='+', type=_in_out,
-                        metavar='IN_DIR=OUT_DIR', help='TTA predictions to calibrate')
+    parser.add_argument('--out', required=True, type=Path,
+                        help='folder of the maps, <Dataset>.calibration.json')
+    parser.add_argument('--apply', nargs='+', type=_in_out, default=[],
+                        metavar='IN_DIR=OUT_DIR', help='TTA predictions to write calibrated')
     parser.add_argument('--datasets', nargs='+', help='default: those in every directory')
     return parser.parse_args(argv)
 
@@ -42,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        calibrations = calibrate_dirs(args.fit_merged, args.fit_single, args.apply,
+        calibrations = calibrate_dirs(args.fit_merged, args.fit_single, args.out, args.apply,
                                       args.datasets)
     except FormatError as err:
         sys.exit(f'error: {err}')
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
                   if calibration.knots else
                   f'scores unchanged: {calibration.pairs} paired objects, too few to fit')
         print(f'{name}: {fitted}')
-    print(f'wrote {len(args.apply)} calibrated folder(s)')
+    print(f'wrote the maps to {args.out}' + (f' and {len(args.apply)} calibrated folder(s)'
+                                            if args.apply else ''))
 
 
 if __name__ == '__main__':

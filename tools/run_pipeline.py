@@ -96,7 +96,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Postp
                         help='every training run also logs losses and lr there')
     parser.add_argument('--train-args', nargs=argparse.REMAINDER, default=[],
                         help='more tools/train.py arguments for every training run (last)')
-    add_fusion_arguments(parser, thr_flag='--fusion-thr', rule_flag='--fusion-rule')
+    add_fusion_arguments(parser, thr_flag='--fusion-thr', rule_flag='--fusion-rule',
+                         with_calibration=False)
     add_ensemble_arguments(parser)
     args = parser.parse_args(argv)
     if args.model_config is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from custom_modules.formats import FormatError, load_json
 from custom_modules.inference.bag import Bag, BagModel, Fusion, InstanceModel, write_bag
 from custom_modules.postprocess import weights_from_metrics
+from custom_modules.postprocess.calibration import calibrated_thresholds
 from custom_modules.vision import annotation_path, dataset_classes
 
 from .plan import ModelSpec
@@ -38,15 +39,18 @@ def label_categories(ann_file: Path, classes: tuple[str, ...]) -> tuple[dict, ..
 def pipeline_bag(ctx: PipelineContext, dataset: str, weights: list[float],
                  weights_from_val: bool) -> Bag:
     """The bag of one dataset: the instance models in ensemble order with ``weights``
-    and TTA (as the pipeline predicts), fusion into the first one when there is a
-    semantic model, the ensemble's settings."""
+    and TTA as the pipeline predicted, fusion into the first one when there is a
+    semantic model (above the TTA score that its calibration sends to tau1, if any), the
+    ensemble's settings."""
     first, *_ = ctx.instance_models
     settings = ctx.postprocess
     instance_models = []
     for model, weight in zip(ctx.instance_models, weights):
         trained = trained_model(ctx, model, dataset)
         instance_models.append(InstanceModel(trained.name, trained.config, trained.checkpoint,
-                                             weight=weight, tta=True))
+                                             weight=weight, tta=ctx.tta))
+    calibrated = ctx.calibration.outputs[0].parent if ctx.calibration else None
+    fusion_thr = calibrated_thresholds(calibrated, [dataset], settings.fusion_thr)[dataset]
     semantic = ctx.semantic_model
     classes = dataset_classes(ctx.data_root, dataset).names
     return Bag(
@@ -55,13 +59,15 @@ def pipeline_bag(ctx: PipelineContext, dataset: str, weights: list[float],
                                     classes),
         instance_models=tuple(instance_models),
         semantic_model=trained_model(ctx, semantic, dataset) if semantic else None,
-        fusion=(Fusion(into=first.name, score_thr=settings.fusion_thr,
+        fusion=(Fusion(into=first.name, score_thr=fusion_thr,
                        rule=settings.fusion_rule) if semantic else None),
         ensemble=asdict(settings.nms),
         source=dict(work_dir=str(ctx.work_dir.absolute()),
                     data_root=str(ctx.data_root.absolute()), preset=ctx.preset_name,
                     seed=ctx.seed, weights=(f'val mAP, {settings.weight_mapping} mapping'
-                                            if weights_from_val else 'equal')))
+                                            if weights_from_val else 'equal'),
+                    fusion_thr=(f'TTA score calibrated to tau1 = {settings.fusion_thr} on val'
+                                if calibrated else f'tau1 = {settings.fusion_thr}')))
 
 
 def write_bags(ctx: PipelineContext, weight_files: list[Path]) -> dict[str, Path]:

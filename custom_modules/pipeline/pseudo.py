@@ -73,7 +73,7 @@ def pseudo_label_round(prev: RoundResult, folder: Path, check: Step,
         print(f'[pseudo] no dataset got pseudo labels: {folder.name} keeps the previous round')
         return prev
     ctx = replace(prev.ctx, work_dir=folder, runner=StageRunner(folder), predictions={},
-                  pseudo_labels=labels, datasets=labelled)
+                  pseudo_labels=labels, datasets=labelled, calibration=None)
     train_and_predict(ctx, check, weights_from_val=True)
     weight_steps = val_weights(ctx)
     final = fuse_and_ensemble(ctx, weight_steps)

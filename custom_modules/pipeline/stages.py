@@ -5,6 +5,7 @@ Layout of a pipeline work dir::
 
     models/<model>/<train split>/<Dataset>/   training runs (checkpoint, logs, config)
     preds/<split>/<model or stage>/           <Dataset>.segm.json / .sem.json files
+    calibration/<model>/                      maps of the fused model's TTA scores
     metrics/<split>_<model or stage>.json     tools/evaluate.py outputs
     records/, logs/                           what each step ran with, and its output
     submission.zip, ablation.{md,csv,png}, models.md, vis/, bags/, report/, timings.json
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from custom_modules.formats import instance_results_path, semantic_results_path
+from custom_modules.postprocess.calibration import calibration_path
 from custom_modules.postprocess.options import DEFAULTS, PostprocessSettings
 from custom_modules.postprocess.pseudo_labels import pseudo_label_path
 from custom_modules.vision import annotation_path
@@ -33,6 +35,7 @@ from .plan import MODELS, ModelSpec, Preset
 from .runner import REPO_ROOT, StageRunner, Step, python_tool, step
 
 CONFIG_ROOT = REPO_ROOT / 'configs'
+SINGLE_SCALE = '_single'  # preds/<split>/<model>_single: the model without TTA
 
 
 @dataclass
@@ -57,6 +60,8 @@ class PipelineContext:
     copy_paste: bool = False  # instance models train with MMDetection's CopyPaste
     # the step that wrote pseudo labels of the inference split (a self-training round)
     pseudo_labels: Step | None = None
+    # the step that fitted the fused model's TTA score maps on val (made when first needed)
+    calibration: Step | None = None
     # the steps whose outputs a later stage reads, by (split, model) and output name
     predictions: dict[tuple[str, str], list[Step]] = field(default_factory=dict)
 
@@ -185,24 +190,62 @@ def pseudo_label_file(ctx: PipelineContext, dataset: str) -> Path | None:
 
 
 def predict_step(ctx: PipelineContext, model: ModelSpec, dataset: str, trained: Step,
-                 train_split: str, split: str) -> Step:
+                 train_split: str, split: str, single_scale: bool = False) -> Step:
     """Predicting ``split`` with the model of ``trained`` (instance models with TTA
-    unless the run turned it off)."""
-    out_dir = ctx.preds(split, model.name)
+    unless the run turned it off, or ``single_scale`` asks for the test scale alone:
+    ``preds/<split>/<model>_single``)."""
+    name = model.name + (SINGLE_SCALE if single_scale else '')
+    out_dir = ctx.preds(split, name)
     output = (semantic_results_path(out_dir, dataset) if model.semantic
               else instance_results_path(out_dir, dataset))
     config = model.config(ctx.preset_name)
     run_dir = ctx.run_dir(model, train_split, dataset)
     argv: list[object] = ['--data-root', ctx.data_root, '--dataset', dataset, '--predict',
-                          f'{split}={out_dir}', '--work-dir', run_dir / f'test_{split}']
-    if ctx.tta and not model.semantic:
+                          f'{split}={out_dir}', '--work-dir',
+                          run_dir / f'test_{split}{SINGLE_SCALE if single_scale else ""}']
+    if ctx.tta and not model.semantic and not single_scale:
         argv.append('--tta')
     command = (['bash', 'tools/dist_test.sh', config, run_dir, ctx.gpus, *argv]
                if ctx.gpus > 1 else python_tool('tools/test.py', config, run_dir, *argv))
-    predicted = step('predict', f'{model.name} {dataset} ({split})', command, outputs=[output],
+    label = f'{model.name} {dataset} ({split}{", single scale" if single_scale else ""})'
+    predicted = step('predict', label, command, outputs=[output],
                      inputs=[annotation_path(ctx.data_root, dataset, split)], after=[trained])
-    ctx.predictions.setdefault((split, model.name), []).append(predicted)
+    ctx.predictions.setdefault((split, name), []).append(predicted)
     return predicted
+
+
+def calibrates(ctx: PipelineContext, model: ModelSpec) -> bool:
+    """Whether ``model``'s TTA scores get a map onto its single-scale ones: the model
+    that the semantic masks are fused into, when it predicts with TTA (fusion's tau1
+    is a single-scale score)."""
+    return (ctx.tta and ctx.semantic_model is not None and ctx.stop_after != 'train'
+            and model == ctx.instance_models[0])
+
+
+def calibration(ctx: PipelineContext) -> Step | None:
+    """The maps of the fused model's TTA scores onto its single-scale ones, fitted on val
+    (tools/calibrate_scores.py; run the first time it is asked for); ``None`` when its
+    scores are single-scale already or val was not predicted both ways."""
+    first = ctx.instance_models[0]
+    single = ctx.steps_of('val', first.name + SINGLE_SCALE)
+    if not single:
+        return None
+    if ctx.calibration is None:
+        out = ctx.work_dir / 'calibration' / first.name
+        ctx.calibration = step('calibrate', f'{first.name} TTA scores on val', python_tool(
+            'tools/calibrate_scores.py', '--fit-merged', ctx.preds('val', first.name),
+            '--fit-single', ctx.preds('val', first.name + SINGLE_SCALE), '--out', out,
+            '--datasets', *ctx.datasets),
+            outputs=[calibration_path(out, d) for d in ctx.datasets],
+            after=[*ctx.steps_of('val', first.name), *single])
+        ctx.runner.run(ctx.calibration)
+    return ctx.calibration
+
+
+def calibration_args(ctx: PipelineContext) -> list[object]:
+    """``--calibration DIR`` of fusion, when the fused model's scores have maps."""
+    calibrated = calibration(ctx)
+    return ['--calibration', calibrated.outputs[0].parent] if calibrated else []
 
 
 def train_and_predict_one(ctx: PipelineContext, trained: Step, predicted: list[Step],
@@ -253,6 +296,10 @@ def train_and_predict(ctx: PipelineContext, check: Step, weights_from_val: bool)
             splits = []
         train_and_predict_one(ctx, trained, [
             predict_step(ctx, model, dataset, trained, train_split, s) for s in splits], env)
+        if 'val' in splits and calibrates(ctx, model):
+            # a process of its own: the others predict with TTA
+            ctx.runner.run(predict_step(ctx, model, dataset, trained, train_split, 'val',
+                                        single_scale=True), env=env)
 
     def job(model: ModelSpec, dataset: str, env: dict[str, str]) -> None:
         val_weights = weights_from_val and not model.semantic
@@ -313,9 +360,9 @@ def fuse_and_ensemble(ctx: PipelineContext, weight_steps: list[Step],
             'tools/fuse_semantic.py', '--instances', inputs[0], '--semantic',
             ctx.preds(split, ctx.semantic_model.name), '--out', fused, '--datasets',
             *ctx.datasets, '--data-root', ctx.data_root, '--split', split,
-            *settings.fusion_flags()),
+            *settings.fusion_flags(), *calibration_args(ctx)),
             outputs=[instance_results_path(fused, d) for d in ctx.datasets],
-            after=[*after, *ctx.steps_of(split, ctx.semantic_model.name)])
+            after=[*after, *ctx.steps_of(split, ctx.semantic_model.name), ctx.calibration])
         ctx.runner.run(fusion)
         inputs, after = [fused], [fusion]
     for model in others:
@@ -372,12 +419,12 @@ def write_ablation(ctx: PipelineContext, weight_steps: list[Step],
         ctx.preds('inference', ctx.semantic_model.name), '--data-root', ctx.data_root,
         '--split', 'inference_gt', '--out-dir', out_dir, '--datasets', *ctx.datasets,
         '--score-thr', settings.fusion_thr, '--fusion-rule', settings.fusion_rule,
-        *settings.ensemble_flags(), *_weight_args(weight_steps, 3),
+        *calibration_args(ctx), *settings.ensemble_flags(), *_weight_args(weight_steps, 3),
         *(['--extra-row', *(f'{name}={done.outputs[0].parent}' for name, done in extra_rows)]
           if extra_rows else [])),
         outputs=[out_dir / f'table3.{s}' for s in ('md', 'csv', 'png', 'json')],
         inputs=ctx.annotation_files(['inference_gt']),
-        after=[*after, *weight_steps, *(done for _, done in extra_rows)]))
+        after=[*after, *weight_steps, ctx.calibration, *(done for _, done in extra_rows)]))
     for suffix in ('md', 'csv', 'png'):
         shutil.copyfile(out_dir / f'table3.{suffix}', ctx.work_dir / f'ablation.{suffix}')
     return ctx.work_dir / 'ablation.md'

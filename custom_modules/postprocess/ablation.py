@@ -32,12 +32,15 @@ def run_stages(model_dirs: Sequence[str | Path], semantic_dir: str | Path,
                datasets: Sequence[str], weights: Sequence[float] | None = None,
                weight_files: Sequence[str | Path] | None = None,
                weight_mapping: str = 'ratio', score_thr: float = 0.5, rule: str = 'box',
-               nms: NMSSettings = NMSSettings(), workers: int = 1) -> dict[str, Path]:
+               nms: NMSSettings = NMSSettings(), workers: int = 1,
+               calibration_dir: str | Path | None = None) -> dict[str, Path]:
     """Write every stage's predictions; returns ``row name -> predictions folder``.
 
     ``model_dirs`` are (HTC, R50, ConvNeXt); the two-model stage uses the first two
     weights (or weight files, mapped over those two). ``rule`` is the fusion rule (the
-    paper's: ``box``); ``weight_mapping`` and ``nms`` are the ensemble's.
+    paper's: ``box``), ``calibration_dir`` the maps of HTC's TTA scores that ``score_thr``
+    applies through (:func:`~custom_modules.postprocess.fusion.fuse_dirs`);
+    ``weight_mapping`` and ``nms`` are the ensemble's.
     """
     htc, r50, convnext = model_dirs
     out_dir = Path(out_dir)
@@ -47,7 +50,8 @@ def run_stages(model_dirs: Sequence[str | Path], semantic_dir: str | Path,
         source = instance_results_path(htc, dataset)
         with atomic_output(instance_results_path(htc_copy, dataset), 'wb') as f:
             f.write(source.read_bytes())
-    fuse_dirs(htc, semantic_dir, fused, datasets, score_thr, rule, data_root, split)
+    fuse_dirs(htc, semantic_dir, fused, datasets, score_thr, rule, data_root, split,
+              calibration_dir)
     for inputs, folder in (([fused, r50], two), ([fused, r50, convnext], three)):
         n = len(inputs)
         ensemble_dirs(inputs, folder, data_root, split,
@@ -64,8 +68,8 @@ def run_ablation(model_dirs: Sequence[str | Path], semantic_dir: str | Path,
                  weight_files: Sequence[str | Path] | None = None,
                  weight_mapping: str = 'ratio', datasets: Sequence[str] | None = None,
                  score_thr: float = 0.5, rule: str = 'box', nms: NMSSettings = NMSSettings(),
-                 workers: int = 1, extra_rows: Mapping[str, str | Path] | None = None
-                 ) -> Scores:
+                 workers: int = 1, extra_rows: Mapping[str, str | Path] | None = None,
+                 calibration_dir: str | Path | None = None) -> Scores:
     """Run the stages, score them, and write ``table3.{md,csv,json,png}`` to ``out_dir``.
     ``extra_rows`` (row name -> predictions folder, e.g. a pseudo-label round's final
     ensemble) are scored after the stages, in their order.
@@ -77,7 +81,8 @@ def run_ablation(model_dirs: Sequence[str | Path], semantic_dir: str | Path,
     names = select_datasets([(d, INSTANCE_SUFFIX) for d in model_dirs]
                             + [(semantic_dir, SEMANTIC_SUFFIX)], datasets, require_all=True)
     folders = run_stages(model_dirs, semantic_dir, data_root, split, out_dir, names, weights,
-                         weight_files, weight_mapping, score_thr, rule, nms, workers)
+                         weight_files, weight_mapping, score_thr, rule, nms, workers,
+                         calibration_dir)
     folders.update(extra_rows or {})
     scores = {name: evaluate_datasets(data_root, split, folder, names)
               for name, folder in folders.items()}

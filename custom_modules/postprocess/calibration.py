@@ -10,6 +10,11 @@ the pairs are mapped onto their sorted single-scale scores (quantile mapping: th
 of objects above any threshold is the single scale's, which a regression of one score on
 the other would shrink towards the mean). The map is piecewise linear and strictly
 increasing, so each model's ranking, hence its mAP and mAR, is unchanged.
+
+The pipeline uses it where a threshold has the single scale's meaning: semantic fusion
+compares tau1 with the fused model's calibrated scores (:func:`calibrated_thresholds`).
+The ensemble pools the merged scores as they are: on val, calibrated scores cost the
+three-model row mAP at both demo seeds (README, "Test-time augmentation").
 """
 from __future__ import annotations
 
@@ -22,16 +27,19 @@ from typing import Any, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from custom_modules.formats import (INSTANCE_SUFFIX, dump_json, instance_results_path,
-                                    load_instance_results, save_instance_results)
+from custom_modules.formats import (INSTANCE_SUFFIX, FormatError, dump_json,
+                                    instance_results_path, load_instance_results, load_json,
+                                    save_instance_results)
 
 from .files import select_datasets, staged_outputs
 
-__all__ = ['MIN_PAIRS', 'PAIR_IOU', 'ScoreCalibration', 'calibrate_detections',
-           'calibrate_dirs', 'calibration_path', 'fit_calibration', 'paired_scores']
+__all__ = ['CALIBRATION_SUFFIX', 'MIN_PAIRS', 'PAIR_IOU', 'ScoreCalibration',
+           'calibrate_detections', 'calibrate_dirs', 'calibrated_thresholds',
+           'calibration_path', 'fit_calibration', 'load_calibration', 'paired_scores']
 
 PAIR_IOU = 0.7  # mask IoU at which a merged and a single-scale detection are one object
 MIN_PAIRS = 10  # fewer pairs fit no map: the scores stay as they are
+CALIBRATION_SUFFIX = '.calibration.json'
 
 
 def paired_scores(merged: Sequence[dict], single: Sequence[dict], iou_thr: float = PAIR_IOU
@@ -86,12 +94,27 @@ class ScoreCalibration:
             xs, ys = np.r_[xs, 1.0], np.r_[ys, 1.0]
         return xs, ys
 
+    def threshold(self, calibrated_thr: float) -> float:
+        """The merged score that the map sends to ``calibrated_thr``: a merged score
+        lies above it exactly when its calibrated score lies above ``calibrated_thr``."""
+        if not self.knots:
+            return calibrated_thr
+        xs, ys = self._curve()
+        return float(np.interp(calibrated_thr, ys, xs))
+
     def to_json(self) -> dict[str, Any]:
         return {'pairs': self.pairs, 'knots': [list(k) for k in self.knots]}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> ScoreCalibration:
-        return cls(tuple((float(x), float(y)) for x, y in obj['knots']), int(obj['pairs']))
+        """The map of :meth:`to_json`; ``ValueError`` unless its knots lie in [0, 1]
+        and increase strictly (a map that ties or reverses scores would change the
+        ranking)."""
+        knots = tuple((float(x), float(y)) for x, y in obj['knots'])
+        values = np.array(knots).reshape(-1, 2)
+        if (values < 0).any() or (values > 1).any() or (np.diff(values, axis=0) <= 0).any():
+            raise ValueError('knots must lie in [0, 1] and increase strictly')
+        return cls(knots, int(obj['pairs']))
 
 
 def fit_calibration(merged_scores: np.ndarray, single_scores: np.ndarray,
@@ -125,32 +148,55 @@ def calibrate_detections(detections: Sequence[dict], calibration: ScoreCalibrati
     return [{**d, 'score': float(s)} for d, s in zip(detections, scores)]
 
 
-def calibration_path(pred_dir: str | Path, dataset: str) -> Path:
-    """Where a calibrated directory keeps the map its scores went through."""
-    return Path(pred_dir) / f'{dataset}.calibration.json'
+def calibration_path(calibration_dir: str | Path, dataset: str) -> Path:
+    """The file of one dataset's map in a calibration folder."""
+    return Path(calibration_dir) / f'{dataset}{CALIBRATION_SUFFIX}'
+
+
+def load_calibration(calibration_dir: str | Path, dataset: str) -> ScoreCalibration:
+    """One dataset's map; a missing or malformed file is a :class:`FormatError`
+    naming it."""
+    path = calibration_path(calibration_dir, dataset)
+    if not path.is_file():
+        raise FormatError(f'{path}: file not found (calibration of dataset {dataset})')
+    try:
+        return ScoreCalibration.from_json(load_json(path))
+    except (KeyError, TypeError, ValueError) as err:
+        raise FormatError(f'{path}: not a score calibration ({err})') from None
+
+
+def calibrated_thresholds(calibration_dir: str | Path | None, datasets: Sequence[str],
+                          score_thr: float) -> dict[str, float]:
+    """Per dataset, the merged score above which the calibrated score exceeds
+    ``score_thr`` (``score_thr`` itself without a calibration folder)."""
+    if calibration_dir is None:
+        return {name: score_thr for name in datasets}
+    return {name: load_calibration(calibration_dir, name).threshold(score_thr)
+            for name in datasets}
 
 
 def calibrate_dirs(fit_merged_dir: str | Path, fit_single_dir: str | Path,
-                   targets: Sequence[tuple[str | Path, str | Path]],
+                   out_dir: str | Path, apply: Sequence[tuple[str | Path, str | Path]] = (),
                    datasets: Sequence[str] | None = None) -> dict[str, ScoreCalibration]:
     """Fit each dataset's map on ``<Dataset>.segm.json`` of ``fit_merged_dir`` (TTA) and
-    ``fit_single_dir`` (single scale, same split), then write every ``(in_dir, out_dir)``
-    of ``targets`` calibrated: ``out_dir/<Dataset>.segm.json`` and the map,
-    ``<Dataset>.calibration.json``. Nothing is written unless every dataset succeeds."""
+    ``fit_single_dir`` (single scale, same split) into ``out_dir/<Dataset>.calibration.json``;
+    also write every ``(in_dir, to_dir)`` of ``apply`` with calibrated scores. Nothing is
+    written unless every dataset succeeds."""
     names = select_datasets([(fit_merged_dir, INSTANCE_SUFFIX), (fit_single_dir,
-                            INSTANCE_SUFFIX)] + [(d, INSTANCE_SUFFIX) for d, _ in targets],
+                            INSTANCE_SUFFIX)] + [(d, INSTANCE_SUFFIX) for d, _ in apply],
                             datasets, require_all=True)
     calibrations = {}
     with ExitStack() as stack:
-        stages = [stack.enter_context(staged_outputs(out_dir)) for _, out_dir in targets]
+        maps = stack.enter_context(staged_outputs(out_dir))
+        stages = [stack.enter_context(staged_outputs(to_dir)) for _, to_dir in apply]
         for name in names:
             merged = load_instance_results(instance_results_path(fit_merged_dir, name))
             single = load_instance_results(instance_results_path(fit_single_dir, name))
             calibration = fit_calibration(*paired_scores(merged, single))
             calibrations[name] = calibration
-            for (in_dir, _), stage in zip(targets, stages):
+            dump_json(calibration.to_json(), calibration_path(maps, name))
+            for (in_dir, _), stage in zip(apply, stages):
                 detections = load_instance_results(instance_results_path(in_dir, name))
                 save_instance_results(calibrate_detections(detections, calibration),
                                       instance_results_path(stage, name))
-                dump_json(calibration.to_json(), calibration_path(stage, name))
     return calibrations

@@ -53,8 +53,10 @@ def select_datasets(sources: Sequence[tuple[str | Path, str]], requested: Sequen
 @contextmanager
 def staged_outputs(out_dir: str | Path) -> Iterator[Path]:
     """A staging folder inside ``out_dir`` whose files are moved into ``out_dir`` only when
-    the block succeeds, so a failure on a later dataset leaves no partial run behind."""
+    the block succeeds, so a failure on a later dataset leaves no partial run behind (and
+    no empty ``out_dir`` that it made)."""
     out_dir = Path(out_dir)
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix='.staging-', dir=out_dir))
     try:
@@ -63,3 +65,5 @@ def staged_outputs(out_dir: str | Path) -> Iterator[Path]:
             os.replace(path, out_dir / path.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if made and not any(out_dir.iterdir()):
+            out_dir.rmdir()

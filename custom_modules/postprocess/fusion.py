@@ -27,6 +27,7 @@ from custom_modules.formats import (INSTANCE_SUFFIX, SEMANTIC_SUFFIX, FormatErro
                                     load_semantic_results, save_instance_results,
                                     semantic_results_path)
 from custom_modules.vision import annotation_path
+from .calibration import calibrated_thresholds
 from .files import select_datasets, staged_outputs
 from .rle import as_str_counts, box_pixel_range, box_rle
 
@@ -117,12 +118,16 @@ def fuse_detections(detections: Sequence[dict], semantic: dict[int, dict], sourc
 
 def fuse_dirs(instances_dir: str | Path, semantic_dir: str | Path, out_dir: str | Path,
               datasets: Sequence[str] | None = None, score_thr: float = 0.5, rule: str = 'box',
-              data_root: str | Path | None = None, split: str | None = None) -> list[Path]:
+              data_root: str | Path | None = None, split: str | None = None,
+              calibration_dir: str | Path | None = None) -> list[Path]:
     """Fuse ``<Dataset>.sem.json`` into ``<Dataset>.segm.json`` for the datasets present in
     both directories (or ``datasets``), writing ``out_dir/<Dataset>.segm.json``.
 
-    With ``data_root`` and ``split`` both files are also validated against the split's
-    annotation file. Nothing is written unless all datasets succeed.
+    With ``calibration_dir`` (:func:`~custom_modules.postprocess.calibration.
+    calibrate_dirs`' maps of TTA scores) ``score_thr`` is on the single-scale model's
+    scale: an instance is fused when its calibrated score exceeds it. With ``data_root``
+    and ``split`` both files are also validated against the split's annotation file.
+    Nothing is written unless all datasets succeed.
     """
     if (data_root is None) != (split is None):
         raise ValueError('give both data_root and split, or neither')
@@ -130,12 +135,14 @@ def fuse_dirs(instances_dir: str | Path, semantic_dir: str | Path, out_dir: str 
                             datasets, require_all=False)
     splits = {name: SplitInfo(annotation_path(data_root, name, split)) if data_root else None
               for name in names}
+    thresholds = calibrated_thresholds(calibration_dir, names, score_thr)
     with staged_outputs(out_dir) as stage:
         for name in names:
             inst_path = instance_results_path(instances_dir, name)
             sem_path = semantic_results_path(semantic_dir, name)
             detections = load_instance_results(inst_path, splits[name])
             semantic = load_semantic_results(sem_path, splits[name])
-            fused = fuse_detections(detections, semantic, inst_path, sem_path, score_thr, rule)
+            fused = fuse_detections(detections, semantic, inst_path, sem_path,
+                                    thresholds[name], rule)
             save_instance_results(fused, instance_results_path(stage, name))
     return [instance_results_path(out_dir, name) for name in names]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .fusion import FUSION_RULES
 from .nms import SOFT_NMS_MIN_SCORE, SUPPRESSION_RULES, NMSSettings
@@ -49,13 +50,19 @@ DEFAULTS = PostprocessSettings()
 
 
 def add_fusion_arguments(parser: argparse.ArgumentParser, thr_flag: str = '--score-thr',
-                         rule_flag: str = '--rule') -> None:
-    """The fusion threshold and rule."""
+                         rule_flag: str = '--rule', with_calibration: bool = True) -> None:
+    """The fusion threshold and rule, and (``with_calibration``) the maps of TTA scores
+    the threshold applies through."""
     parser.add_argument(thr_flag, type=float, default=DEFAULTS.fusion_thr,
                         help='fuse only instances scored above this (tau1)')
     parser.add_argument(rule_flag, choices=FUSION_RULES, default=DEFAULTS.fusion_rule,
                         help='box: add all semantic pixels in the box; connected: add only '
                              'the semantic regions touching the instance mask')
+    if with_calibration:
+        parser.add_argument('--calibration', type=Path, metavar='DIR',
+                            help='<Dataset>.calibration.json maps of the TTA scores '
+                            '(tools/calibrate_scores.py): tau1 is compared with calibrated '
+                            'scores, on the single-scale model\'s scale')
 
 
 def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:

@@ -38,6 +38,7 @@ from custom_modules.formats import (INSTANCE_SUFFIX, SEMANTIC_SUFFIX, SplitInfo,
                                     load_semantic_results, semantic_results_path)
 from custom_modules.vision import annotation_path
 from .ablation import STAGES
+from .calibration import ScoreCalibration, load_calibration
 from .ensemble import pool_by_image
 from .files import select_datasets
 from .fusion import fuse_detections
@@ -65,6 +66,7 @@ class SweepRun:
     model_dirs: tuple[Path, Path, Path]  # HTC, R50, ConvNeXt
     semantic_dir: Path
     metric_files: tuple[Path, Path, Path]
+    calibration_dir: Path | None = None  # maps of HTC's TTA scores (tau1 applies through)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class Case:
     others: list[list[dict]]  # R50, ConvNeXt
     maps: list[float]  # each instance model's mAP in its metrics file
     sources: tuple[Path, Path]  # HTC and semantic files, for fusion's messages
+    calibration: ScoreCalibration  # of HTC's scores (the identity without one)
 
 
 def load_cases(runs: Sequence[SweepRun]) -> list[Case]:
@@ -143,10 +146,13 @@ def load_cases(runs: Sequence[SweepRun]) -> list[Case]:
             htc, *others = [load_instance_results(instance_results_path(d, name), split)
                             for d in run.model_dirs]
             sem_path = semantic_results_path(run.semantic_dir, name)
+            calibration = (load_calibration(run.calibration_dir, name) if run.calibration_dir
+                           else ScoreCalibration())
             cases.append(Case(f'{run.name}/{name}', ground_truth(ann_file), htc,
                               load_semantic_results(sem_path, split), others,
                               [m[name] for m in maps],
-                              (instance_results_path(run.model_dirs[0], name), sem_path)))
+                              (instance_results_path(run.model_dirs[0], name), sem_path),
+                              calibration))
     return cases
 
 
@@ -184,7 +190,9 @@ class SweepResult:
 
 
 def fuse_case(case: Case, score_thr: float, rule: str) -> list[dict]:
-    return fuse_detections(case.htc, case.semantic, *case.sources, score_thr, rule)
+    """HTC fused where its (calibrated) score exceeds ``score_thr``."""
+    return fuse_detections(case.htc, case.semantic, *case.sources,
+                           case.calibration.threshold(score_thr), rule)
 
 
 # The cases of the running sweep, inherited by forked workers, so that only job

@@ -13,7 +13,9 @@ runs at once:
 Each WORK_DIR follows tools/run_pipeline.py's layout: predictions of SPLIT in
 WORK_DIR/preds/SPLIT/{htc,r50,convnext,mask2former}/ (the semantic model's too) and the
 instance models' metrics in WORK_DIR/metrics/SPLIT_{htc,r50,convnext}.json (the ensemble
-weights; the sweep scores on the split they were measured on). Every (run,
+weights; the sweep scores on the split they were measured on), and where the pipeline
+fitted them, the maps of HTC's TTA scores in WORK_DIR/calibration/htc/ (tau1 is then
+compared with calibrated scores, as the pipeline's fusion does). Every (run,
 dataset) pair counts once in the averages: pass the demo's seeds and the real datasets
 together. Writes OUT_DIR/sweep.md and sweep.csv and prints the chosen settings, as flags
 of tools/ensemble.py and tools/ablation.py. The criterion is stated in
@@ -34,14 +36,17 @@ from custom_modules.postprocess.sweep_report import write_sweep
 
 
 def pipeline_run(data_root: str, work_dir: str, split: str) -> SweepRun:
-    """The predictions and metrics of ``split`` in a pipeline work dir."""
+    """The predictions and metrics of ``split`` in a pipeline work dir, with the maps of
+    HTC's TTA scores if the pipeline fitted them (fusion's tau1 applies through them)."""
     work = Path(work_dir)
     instance = [m.name for m in MODELS.values() if not m.semantic]
     semantic = next(m.name for m in MODELS.values() if m.semantic)
     preds = work / 'preds' / split
+    calibration = work / 'calibration' / instance[0]
     return SweepRun(work.name, Path(data_root), split,
                     tuple(preds / name for name in instance), preds / semantic,
-                    tuple(work / 'metrics' / f'{split}_{name}.json' for name in instance))
+                    tuple(work / 'metrics' / f'{split}_{name}.json' for name in instance),
+                    calibration if calibration.is_dir() else None)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
