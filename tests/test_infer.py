@@ -22,6 +22,7 @@ from custom_modules.inference import (Bag, BagModel, Fusion, InstanceModel, find
 from custom_modules.inference.predictor import ModelBag, ModelPredictions, combine
 from custom_modules.postprocess import (NMSSettings, ensemble_dirs, fuse_dirs,
                                         weights_from_metrics)
+from custom_modules.postprocess.calibration import load_calibration
 from custom_modules.postprocess.options import DEFAULTS
 from custom_modules.vision import annotation_path
 
@@ -69,7 +70,10 @@ def test_pipeline_bag_names_the_final_stage(pipeline_run, copied_bag):
     assert bag.weights == weights_from_metrics(
         [work_dir / 'metrics' / f'val_{m}.json' for m in MODELS], [dataset])[dataset]
     assert bag.semantic_model.name == 'mask2former'
-    assert bag.fusion == Fusion('htc', DEFAULTS.fusion_thr, DEFAULTS.fusion_rule)
+    # fused above the TTA score that HTC's calibration sends to tau1
+    calibration = load_calibration(work_dir / 'calibration' / 'htc', dataset)
+    assert bag.fusion == Fusion('htc', calibration.threshold(DEFAULTS.fusion_thr),
+                                DEFAULTS.fusion_rule)
     assert bag.ensemble == asdict(DEFAULTS.nms)  # the pipeline's, as tools/ensemble.py's
     categories = load_json(annotation_path(data_root, dataset, 'inference'))['categories']
     assert list(bag.categories) == [dict(id=c['id'], name=c['name']) for c in categories]
