@@ -13,7 +13,7 @@ from custom_modules.postprocess.calibration import calibrated_thresholds
 from custom_modules.vision import annotation_path, dataset_classes
 
 from .plan import ModelSpec
-from .stages import PipelineContext, final_train_split
+from .stages import PipelineContext, calibration_dir, final_train_split
 
 
 def trained_model(ctx: PipelineContext, model: ModelSpec, dataset: str) -> BagModel:
@@ -49,7 +49,7 @@ def pipeline_bag(ctx: PipelineContext, dataset: str, weights: list[float],
         trained = trained_model(ctx, model, dataset)
         instance_models.append(InstanceModel(trained.name, trained.config, trained.checkpoint,
                                              weight=weight, tta=ctx.tta))
-    calibrated = ctx.calibration.outputs[0].parent if ctx.calibration else None
+    calibrated = calibration_dir(ctx)
     fusion_thr = calibrated_thresholds(calibrated, [dataset], settings.fusion_thr)[dataset]
     semantic = ctx.semantic_model
     classes = dataset_classes(ctx.data_root, dataset).names

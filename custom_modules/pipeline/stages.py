@@ -194,15 +194,15 @@ def predict_step(ctx: PipelineContext, model: ModelSpec, dataset: str, trained: 
     """Predicting ``split`` with the model of ``trained`` (instance models with TTA
     unless the run turned it off, or ``single_scale`` asks for the test scale alone:
     ``preds/<split>/<model>_single``)."""
-    name = model.name + (SINGLE_SCALE if single_scale else '')
+    suffix = SINGLE_SCALE if single_scale else ''
+    name = model.name + suffix
     out_dir = ctx.preds(split, name)
     output = (semantic_results_path(out_dir, dataset) if model.semantic
               else instance_results_path(out_dir, dataset))
     config = model.config(ctx.preset_name)
     run_dir = ctx.run_dir(model, train_split, dataset)
     argv: list[object] = ['--data-root', ctx.data_root, '--dataset', dataset, '--predict',
-                          f'{split}={out_dir}', '--work-dir',
-                          run_dir / f'test_{split}{SINGLE_SCALE if single_scale else ""}']
+                          f'{split}={out_dir}', '--work-dir', run_dir / f'test_{split}{suffix}']
     if ctx.tta and not model.semantic and not single_scale:
         argv.append('--tta')
     command = (['bash', 'tools/dist_test.sh', config, run_dir, ctx.gpus, *argv]
@@ -218,8 +218,7 @@ def calibrates(ctx: PipelineContext, model: ModelSpec) -> bool:
     """Whether ``model``'s TTA scores get a map onto its single-scale ones: the model
     that the semantic masks are fused into, when it predicts with TTA (fusion's tau1
     is a single-scale score)."""
-    return (ctx.tta and ctx.semantic_model is not None and ctx.stop_after != 'train'
-            and model == ctx.instance_models[0])
+    return ctx.tta and ctx.semantic_model is not None and model == ctx.instance_models[0]
 
 
 def calibration(ctx: PipelineContext) -> Step | None:
@@ -242,10 +241,16 @@ def calibration(ctx: PipelineContext) -> Step | None:
     return ctx.calibration
 
 
+def calibration_dir(ctx: PipelineContext) -> Path | None:
+    """The folder of the fused model's score maps, if it has them."""
+    calibrated = calibration(ctx)
+    return calibrated.outputs[0].parent if calibrated else None
+
+
 def calibration_args(ctx: PipelineContext) -> list[object]:
     """``--calibration DIR`` of fusion, when the fused model's scores have maps."""
-    calibrated = calibration(ctx)
-    return ['--calibration', calibrated.outputs[0].parent] if calibrated else []
+    calibrated = calibration_dir(ctx)
+    return ['--calibration', calibrated] if calibrated else []
 
 
 def train_and_predict_one(ctx: PipelineContext, trained: Step, predicted: list[Step],

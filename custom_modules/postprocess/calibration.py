@@ -13,8 +13,9 @@ increasing, so each model's ranking, hence its mAP and mAR, is unchanged.
 
 The pipeline uses it where a threshold has the single scale's meaning: semantic fusion
 compares tau1 with the fused model's calibrated scores (:func:`calibrated_thresholds`).
-The ensemble pools the merged scores as they are: on val, calibrated scores cost the
-three-model row mAP at both demo seeds (README, "Test-time augmentation").
+The ensemble pools the merged scores as they are: on val, calibrating every model's
+scores cost the three-model row 0.6 mAP at demo seed 0 and gained 0.1 at seed 1 (README,
+"Test-time augmentation").
 """
 from __future__ import annotations
 
@@ -80,8 +81,7 @@ class ScoreCalibration:
         scores = np.asarray(scores, dtype=float)
         if not self.knots:
             return scores
-        xs, ys = self._curve()
-        return np.interp(scores, xs, ys)
+        return np.interp(scores, *self._curve())
 
     def _curve(self) -> tuple[np.ndarray, np.ndarray]:
         """The knots with (0, 0) and (1, 1) added, so that the map stays strictly
