@@ -3,6 +3,8 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 DATA_ROOT ?= data/synthetic
 PYTEST_ARGS ?=
+# pytest-xdist workers (one per core); `make test PYTEST_WORKERS=0` runs in this process.
+PYTEST_WORKERS ?= auto
 
 .PHONY: install test demo clean-demo
 
@@ -10,7 +12,7 @@ install:
 	bash scripts/install.sh
 
 test: install
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 demo: install
 	$(PYTHON) tools/run_pipeline.py --data-root $(DATA_ROOT) --work-dir work_dirs/demo --preset tiny --synthetic --jobs 2

@@ -29,3 +29,14 @@ def pipeline_run(tmp_path_factory) -> tuple[Path, Path, str, str]:
     dataset = generate(data_root, seed=0, num_datasets=1, preset='smoke', progress=False)[0]
     work_dir = tmp_path_factory.mktemp('work')
     return data_root, work_dir, dataset, run_pipeline(data_root, work_dir, dataset)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group the tests for pytest-xdist's `loadgroup` (`make test`): a module's tests run on
+    one worker, so its module-scoped fixtures are built once, and every module with a test
+    of `pipeline_run` joins one group, so the pipeline runs once per session."""
+    shares_pipeline = {item.path for item in items if 'pipeline_run' in item.fixturenames}
+    for item in items:
+        group = 'pipeline_run' if item.path in shares_pipeline else item.path.stem
+        item.add_marker(pytest.mark.xdist_group(group))
