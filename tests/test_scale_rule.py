@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from mmcv.transforms import Resize
+from mmdet.models.task_modules.prior_generators import AnchorGenerator
 from mmengine.config import Config, ConfigDict
 
 from custom_modules.vision.scale_rule import (apply_scale_rule, keep_ratio_factor,
@@ -16,7 +18,7 @@ from custom_modules.vision.scale_rule import (apply_scale_rule, keep_ratio_facto
                                               scale_factor)
 from custom_modules.vision.selection import select_dataset
 
-from tool_helpers import REPO, config_path
+from tool_helpers import REPO, config_path, load_tool
 
 REAL = REPO.parent / 'shared' / 'realdata'
 INSTANCE_TINY = ('htc_cbswinb_tiny', 'cascade_r50_tiny', 'cascade_convnext_tiny')
@@ -59,6 +61,36 @@ def test_median_object_is_measured_over_train_and_val_at_the_reference_scale(tmp
     _write_split(tmp_path, 'val', [(0, 30, 2)], (600, 400))
     # long sides 6, 12, 4, 30 -> median 9; the 600x400 images go to 320 wide
     assert median_object_px(tmp_path, 'Tiles', (320, 320)) == pytest.approx(9 * 320 / 600)
+
+
+def test_best_anchor_iou_of_centred_boxes():
+    coverage = load_tool('analysis_tools/anchor_coverage')
+    square = torch.cat(AnchorGenerator(strides=[4], ratios=[1.0], scales=[8]).base_anchors)
+    # a 32 px anchor: equal box 1; a 16 px box covers a quarter of it; 64 x 16 meets it
+    # in 32 x 16 = 512 px of a 1024 + 1024 - 512 px union
+    iou = coverage.best_anchor_iou(np.array([(32, 32), (16, 16), (64, 16)]), square)
+    assert iou == pytest.approx([1.0, 0.25, 1 / 3])
+    wide = torch.cat(AnchorGenerator(strides=[4], ratios=[0.5, 1.0], scales=[8]).base_anchors)
+    # ratio 0.5 (h / w) is a 45.25 x 22.63 anchor: the 64 x 16 box meets it in 45.25 x 16
+    w, h = 32 * 2 ** 0.5, 32 / 2 ** 0.5
+    inter = w * 16
+    assert coverage.best_anchor_iou(np.array([(64, 16)]), wide)[0] == pytest.approx(
+        inter / (64 * 16 + w * h - inter), rel=1e-5)
+    assert coverage.anchor_sides(wide) == pytest.approx([32, 32])
+
+
+def test_anchor_coverage_tool_grows_the_boxes_by_each_factor(tmp_path, capsys):
+    # 6 px boxes on 600 px tiles are 3.2 px at (320, 320); x10 is 32 px, the anchor
+    _write_split(tmp_path, 'train', [(0, 6, 6), (1, 6, 6)], (600, 600))
+    load_tool('analysis_tools/anchor_coverage').main([
+        config_path('cascade_r50_tiny'), '--data-root', str(tmp_path), '--dataset', 'Tiles',
+        '--factors', '1', '10'])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ('Tiles: 2 boxes at (320, 320), median long side 3.2 px; '
+                        'smallest anchor 32 px')
+    assert lines[1].startswith('x1: 0% of the boxes reach IoU >= 0.3')
+    assert lines[2] == ('x10: 100% of the boxes reach IoU >= 0.3 with a centred anchor, '
+                        '100% IoU >= 0.5')
 
 
 def _resize_scales(cfg: Config) -> list:

@@ -38,10 +38,9 @@ def keep_ratio_factor(width: int, height: int, scale: Sequence[int]) -> float:
     return min(max(scale) / max(width, height), min(scale) / min(width, height))
 
 
-def median_object_px(data_root: str | Path, dataset: str, reference_scale: Sequence[int]
-                     ) -> float | None:
-    """Median long side of the learning splits' boxes, in pixels at ``reference_scale``
-    (``None`` when they hold no box)."""
+def object_sizes(data_root: str | Path, dataset: str, reference_scale: Sequence[int]
+                 ) -> list[tuple[float, float]]:
+    """(width, height) of the learning splits' boxes, in pixels at ``reference_scale``."""
     sizes = []
     for split in LEARNING_SPLITS:
         ann_file = annotation_path(data_root, dataset, split)
@@ -50,9 +49,18 @@ def median_object_px(data_root: str | Path, dataset: str, reference_scale: Seque
         coco = load_coco(ann_file)
         factors = {img['id']: keep_ratio_factor(img['width'], img['height'], reference_scale)
                    for img in coco['images']}
-        sizes += [max(ann['bbox'][2:]) * factors[ann['image_id']]
+        sizes += [(ann['bbox'][2] * factors[ann['image_id']],
+                   ann['bbox'][3] * factors[ann['image_id']])
                   for ann in coco['annotations'] if ann['image_id'] in factors]
-    return statistics.median(sizes) if sizes else None
+    return sizes
+
+
+def median_object_px(data_root: str | Path, dataset: str, reference_scale: Sequence[int]
+                     ) -> float | None:
+    """Median long side of the learning splits' boxes, in pixels at ``reference_scale``
+    (``None`` when they hold no box)."""
+    sizes = object_sizes(data_root, dataset, reference_scale)
+    return statistics.median(max(size) for size in sizes) if sizes else None
 
 
 def scale_factor(median_px: float | None, min_object_px: float, max_factor: float) -> float:
