@@ -21,7 +21,7 @@ from mmdet.registry import TASK_UTILS
 from mmdet.structures.bbox import bbox_overlaps
 from mmengine.config import Config
 
-from custom_modules.vision.scale_rule import median_object_px, object_sizes, scale_factor
+from custom_modules.vision.scale_rule import object_sizes, scale_factor
 
 
 def best_anchor_iou(sizes: np.ndarray, base_anchors: torch.Tensor) -> np.ndarray:
@@ -59,17 +59,17 @@ def main(argv: list[str] | None = None) -> None:
     sizes = np.array(object_sizes(args.data_root, args.dataset, reference_scale))
     if not len(sizes):
         raise SystemExit(f'{args.dataset}: the learning splits hold no box')
+    median_px = float(np.median(sizes.max(axis=1)))
     factors = args.factors
     if factors is None:
         factors = [1.0]
         if rule is not None:
-            median_px = median_object_px(args.data_root, args.dataset, reference_scale)
             factors.append(scale_factor(median_px, rule['min_object_px'], rule['max_factor']))
     anchor_generator = TASK_UTILS.build(cfg.model.rpn_head.anchor_generator)
     base_anchors = torch.cat(anchor_generator.base_anchors)
     min_pos_iou = cfg.model.train_cfg.rpn.assigner.min_pos_iou
     print(f'{args.dataset}: {len(sizes)} boxes at {tuple(reference_scale)}, median long side '
-          f'{np.median(sizes.max(axis=1)):.1f} px; smallest anchor '
+          f'{median_px:.1f} px; smallest anchor '
           f'{anchor_sides(base_anchors).min():.0f} px')
     for factor in dict.fromkeys(factors):
         iou = best_anchor_iou(sizes * factor, base_anchors)
