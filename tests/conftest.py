@@ -33,10 +33,12 @@ def pipeline_run(tmp_path_factory) -> tuple[Path, Path, str, str]:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Group the tests for pytest-xdist's `loadgroup` (`make test`): a module's tests run on
-    one worker, so its module-scoped fixtures are built once, and every module with a test
-    of `pipeline_run` joins one group, so the pipeline runs once per session."""
-    shares_pipeline = {item.path for item in items if 'pipeline_run' in item.fixturenames}
+    """Group the tests for pytest-xdist's `loadgroup` (`make test`): every test of
+    `pipeline_run` (directly or through a fixture) joins one group, so the pipeline runs
+    once per session, and any other test runs with its module's, so that a module-scoped
+    fixture is built once. The pipeline's group, the longest, is sent first (`make test`
+    turns xdist's own reordering off): a worker starts it while the others take the rest."""
     for item in items:
-        group = 'pipeline_run' if item.path in shares_pipeline else item.path.stem
+        group = 'pipeline_run' if 'pipeline_run' in item.fixturenames else item.path.stem
         item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: 'pipeline_run' not in item.fixturenames)  # stable

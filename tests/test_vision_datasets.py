@@ -19,6 +19,8 @@ from coco_builders import build_root, load_ann, restart_ids
 from mmcv.transforms import Compose
 from mmdet.registry import DATASETS as DET_DATASETS
 from mmdet.registry import METRICS as DET_METRICS
+from mmdet.registry import TRANSFORMS as DET_TRANSFORMS
+from mmdet.structures.mask import BitmapMasks, PolygonMasks
 from mmengine.config import ConfigDict
 from mmengine.dataset import RepeatDataset
 from mmengine.registry import DefaultScope, init_default_scope
@@ -91,7 +93,7 @@ def test_train_val_reads_the_samples_of_the_merged_split(root, tmp_path):
         ga, gb = a['data_samples'].gt_instances, b['data_samples'].gt_instances
         assert torch.equal(ga.bboxes.tensor, gb.bboxes.tensor)
         assert torch.equal(ga.labels, gb.labels) and len(ga) > 0
-        np.testing.assert_array_equal(ga.masks.masks, gb.masks.masks)
+        np.testing.assert_array_equal(ga.masks.to_ndarray(), gb.masks.to_ndarray())
 
 
 def test_semantic_masks_made_on_load_equal_the_png_path(root, tmp_path):
@@ -283,6 +285,53 @@ def test_pseudo_labels_are_read_after_the_labelled_split(root, tmp_path):
                     pseudo_labels=tmp_path / 'absent.json')
 
 
+def _resized_and_cropped(info: dict, load: str, seed: int) -> dict:
+    """A training sample through loading, a x8 resize, a crop and the sliver filter."""
+    return _seeded(seed, lambda: Compose([
+        dict(type='LoadImageFromFile'), dict(type=load, with_bbox=True, with_mask=True),
+        dict(type='Resize', scale=(448, 448), keep_ratio=True),
+        dict(type='RandomCrop', crop_type='absolute', crop_size=(160, 160),
+             allow_negative_crop=True, recompute_bbox=True),
+        dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2), by_mask=True),
+    ])(dict(info)))
+
+
+def test_polygon_masks_resize_and_crop_as_the_bitmaps_do(root):
+    cfg = load_config(config_path('cascade_r50_tiny'), None, str(root), 'Widget',
+                      train_split='train')  # imports the transforms
+    assert cfg.train_dataloader.dataset.dataset.pipeline[1]['type'] == 'LoadPolygonAnnotations'
+    init_default_scope('mmdet')
+    dataset = DET_DATASETS.build(dict(cfg.train_dataloader.dataset.dataset, pipeline=[]))
+    kinds = set()
+    for index in range(len(dataset)):
+        info = dataset.get_data_info(index)
+        for seed in range(3):
+            bitmap = _resized_and_cropped(info, 'LoadAnnotations', seed)
+            mixed = _resized_and_cropped(info, 'LoadPolygonAnnotations', seed)
+            np.testing.assert_array_equal(mixed['img'], bitmap['img'])
+            masks = mixed['gt_masks']
+            kinds.add(type(masks).__name__)
+            if all(isinstance(i['mask'], list) for i in info['instances']):
+                assert isinstance(masks, PolygonMasks)
+                # rasterised at the crop, against nearest-neighbour bitmaps grown x8
+                assert len(masks) == len(bitmap['gt_masks'])
+                for poly, pixels in zip(masks.to_ndarray(), bitmap['gt_masks'].masks):
+                    iou = (poly & pixels).sum() / max((poly | pixels).sum(), 1)
+                    assert iou > 0.75, (info['img_path'], seed, iou)
+                np.testing.assert_allclose(mixed['gt_bboxes'].numpy(),
+                                           bitmap['gt_bboxes'].numpy(), atol=8)
+            else:  # an RLE mask: every mask of the image as bitmaps, exactly as before
+                assert isinstance(masks, BitmapMasks)
+                np.testing.assert_array_equal(masks.masks, bitmap['gt_masks'].masks)
+                np.testing.assert_array_equal(mixed['gt_bboxes'].numpy(),
+                                              bitmap['gt_bboxes'].numpy())
+    assert kinds == {'PolygonMasks', 'BitmapMasks'}  # the root holds both kinds of image
+    rasterise = DET_TRANSFORMS.build(dict(type='PolygonsToBitmaps'))
+    polygons = _resized_and_cropped(dataset.get_data_info(0), 'LoadPolygonAnnotations', 0)
+    expected = polygons['gt_masks'].to_ndarray()
+    np.testing.assert_array_equal(rasterise(polygons)['gt_masks'].masks, expected)
+
+
 def test_copy_paste_wraps_the_training_data_and_pastes_another_crops_objects(root,
                                                                              monkeypatch):
     from custom_modules.datasets.copy_paste import VisionCopyPaste, use_copy_paste
@@ -295,8 +344,8 @@ def test_copy_paste_wraps_the_training_data_and_pastes_another_crops_objects(roo
     assert [t['type'] for t in mixed.pipeline] == ['VisionCopyPaste', 'FilterAnnotations',
                                                    'RandomFlip', 'PackDetInputs']
     for part in mixed.dataset.datasets:
-        assert [t['type'] for t in part.pipeline][-3:] == ['RandomCrop', 'FilterAnnotations',
-                                                           'Pad']
+        assert [t['type'] for t in part.pipeline][-4:] == ['RandomCrop', 'FilterAnnotations',
+                                                           'Pad', 'PolygonsToBitmaps']
     assert 'custom_modules.datasets.copy_paste' in cfg.custom_imports.imports
     init_default_scope('mmdet')
     dataset = DET_DATASETS.build(mixed)
@@ -311,7 +360,7 @@ def test_copy_paste_wraps_the_training_data_and_pastes_another_crops_objects(roo
     paste.selected = False  # every object of the source
     pasted = _seeded(5, lambda: dataset[0])
     dst, src = _seeded(5, lambda: (dataset.dataset[0], dataset.dataset[2]))
-    crop = tuple(mixed.dataset.datasets[0].pipeline[-3]['crop_size'])
+    crop = tuple(mixed.dataset.datasets[0].pipeline[-4]['crop_size'])
     assert dst['img'].shape[:2] == src['img'].shape[:2] == crop  # both padded to the crop
     covered = src['gt_masks'].masks.any(axis=0)
     expected = np.where(covered[..., None], src['img'], dst['img'])

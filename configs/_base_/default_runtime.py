@@ -3,7 +3,8 @@ _base_ = 'mmdet::_base_/default_runtime.py'
 
 custom_imports = dict(
     imports=['custom_modules.models', 'custom_modules.engine.layer_decay',
-             'custom_modules.datasets.vision_coco', 'custom_modules.evaluation.coco_metric',
+             'custom_modules.datasets.vision_coco', 'custom_modules.datasets.instance_loading',
+             'custom_modules.evaluation.coco_metric',
              'custom_modules.engine.checkpoints'],
     allow_failed_imports=False)
 

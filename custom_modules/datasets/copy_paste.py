@@ -2,10 +2,11 @@
 instance configs: labelled defects of one training crop pasted onto another.
 
 ``use_copy_paste(cfg)`` rewrites a config's training data: each (innermost) dataset's
-pipeline keeps its loading, resizing, cropping and filtering, and pads every crop to the
-crop size (``CopyPaste`` pastes pixel for pixel, so both crops must have one size); a
-``MultiImageMixDataset`` around them then pastes a random subset of another sample's
-objects, filters what the paste left of the covered objects, and flips and packs as before.
+pipeline keeps its loading, resizing, cropping and filtering, pads every crop to the crop
+size and rasterises its polygons (``CopyPaste`` pastes pixel for pixel, so both crops
+must have one size and bitmap masks); a ``MultiImageMixDataset`` around them then pastes a
+random subset of another sample's objects, filters what the paste left of the covered
+objects, and flips and packs as before.
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def use_copy_paste(cfg: Config, max_num_pasted: int = 100) -> None:
         per_sample, after = _split_pipeline(inner.pipeline)
         crop = next(t for t in per_sample if t['type'] == 'RandomCrop')
         height, width = crop['crop_size']  # Pad's size is (width, height)
-        inner.pipeline = [*per_sample, dict(type='Pad', size=(width, height))]
+        inner.pipeline = [*per_sample, dict(type='Pad', size=(width, height)),
+                          dict(type='PolygonsToBitmaps')]  # CopyPaste pastes pixels
         mixed = mixed or after
     filter_crop = next(t for t in per_sample if t['type'] == PER_SAMPLE_UNTIL)
     holder.dataset = ConfigDict(

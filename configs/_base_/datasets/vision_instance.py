@@ -17,7 +17,8 @@ test_scale = (2048, 2048)
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    # masks stay polygons through resize and crop (custom_modules/datasets/instance_loading.py)
+    dict(type='LoadPolygonAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomChoiceResize', scales=train_scales, keep_ratio=True),
     dict(type='RandomCrop', crop_type='absolute', crop_size=crop_size,
          allow_negative_crop=False, recompute_bbox=True),

@@ -16,7 +16,8 @@ tiny_scale_rule = dict(reference_scale=(320, 320), min_object_px=18, max_factor=
 
 tiny_train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    # masks stay polygons through resize and crop (custom_modules/datasets/instance_loading.py)
+    dict(type='LoadPolygonAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomChoiceResize', scales=tiny_train_scales, keep_ratio=True),
     dict(type='RandomCrop', crop_type='absolute', crop_size=tiny_crop_size,
          allow_negative_crop=False, recompute_bbox=True),
