@@ -332,6 +332,16 @@ def test_polygon_masks_resize_and_crop_as_the_bitmaps_do(root):
     np.testing.assert_array_equal(rasterise(polygons)['gt_masks'].masks, expected)
 
 
+def test_data_benchmark_times_both_loaders(root, capsys):
+    load_tool('analysis_tools/benchmark_data').main([
+        config_path('cascade_r50_tiny'), '--data-root', str(root), '--dataset', 'Widget',
+        '--images', '2', '--repeat', '1'])
+    lines = [line for line in capsys.readouterr().out.splitlines() if ' s per sample ' in line]
+    assert [line.split(':')[0] for line in lines] == [
+        'Widget train LoadPolygonAnnotations', 'Widget train LoadAnnotations']
+    assert all('(2 images, ' in line for line in lines)
+
+
 def test_copy_paste_wraps_the_training_data_and_pastes_another_crops_objects(root,
                                                                              monkeypatch):
     from custom_modules.datasets.copy_paste import VisionCopyPaste, use_copy_paste
