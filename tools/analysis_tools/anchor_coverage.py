@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         factors = [1.0]
         if rule is not None:
             factors.append(scale_factor(median_px, rule['min_object_px'], rule['max_factor']))
-    anchor_generator = TASK_UTILS.build(cfg.model.rpn_head.anchor_generator)
+    # in MMDetection's scope whatever the caller's default scope (a test run may hold mmseg's)
+    anchor_generator = TASK_UTILS.build(dict(cfg.model.rpn_head.anchor_generator, _scope_='mmdet'))
     base_anchors = torch.cat(anchor_generator.base_anchors)
     min_pos_iou = cfg.model.train_cfg.rpn.assigner.min_pos_iou
     print(f'{args.dataset}: {len(sizes)} boxes at {tuple(reference_scale)}, median long side '
