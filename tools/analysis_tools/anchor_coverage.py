@@ -20,6 +20,7 @@ import torch
 from mmdet.registry import TASK_UTILS
 from mmdet.structures.bbox import bbox_overlaps
 from mmengine.config import Config
+from mmengine.registry import init_default_scope
 
 from custom_modules.vision.scale_rule import object_sizes, scale_factor
 
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         factors = [1.0]
         if rule is not None:
             factors.append(scale_factor(median_px, rule['min_object_px'], rule['max_factor']))
-    # in MMDetection's scope whatever the caller's default scope (a test run may hold mmseg's)
-    anchor_generator = TASK_UTILS.build(dict(cfg.model.rpn_head.anchor_generator, _scope_='mmdet'))
+    init_default_scope('mmdet')  # as the other analysis tools: whatever scope the caller left
+    anchor_generator = TASK_UTILS.build(cfg.model.rpn_head.anchor_generator)
     base_anchors = torch.cat(anchor_generator.base_anchors)
     min_pos_iou = cfg.model.train_cfg.rpn.assigner.min_pos_iou
     print(f'{args.dataset}: {len(sizes)} boxes at {tuple(reference_scale)}, median long side '
